@@ -1,0 +1,1 @@
+"""flowgraph: live video and computer-vision platforms from YAML graphs."""

@@ -1,0 +1,249 @@
+"""Typed messages that travel on graph edges.
+
+Every message carries the metadata that makes it traceable back to a frame (promise 3 of the design): the
+``stream_id`` it belongs to, the ``frame_id`` and ``pts`` of the frame it describes, and ``t_capture``, the wall
+clock time (``time.time()``) at which that frame entered the system. A node that derives a message from another
+calls :meth:`Message.like` so the metadata follows the data.
+
+Payloads are never copied by the framework: fan-out hands the same object to every consumer, so consumers must
+treat received messages as read-only.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Self
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Message:
+    """Base of everything on an edge: stream, frame and timing metadata."""
+
+    stream_id: str = "default"
+    frame_id: int = -1
+    pts: int | None = None
+    time_base: Fraction | None = None
+    t_capture: float = field(default_factory=time.time)
+    #: A ``torch.cuda.Event`` recorded by the CUDA stage that produced the payload; consumers on another stream
+    #: wait on it (``stream.wait_event``) instead of synchronising the device. ``None`` on CPU.
+    cuda_event: Any = None
+
+    def like(self, other: Message) -> Self:
+        """Copy ``other``'s stream/frame/timing metadata onto this message and return it."""
+        self.stream_id = other.stream_id
+        self.frame_id = other.frame_id
+        self.pts = other.pts
+        self.time_base = other.time_base
+        self.t_capture = other.t_capture
+        return self
+
+    @property
+    def pts_seconds(self) -> float | None:
+        if self.pts is None or self.time_base is None:
+            return None
+        return float(self.pts * self.time_base)
+
+    def age(self, now: float | None = None) -> float:
+        """Seconds since the frame this message describes was captured."""
+        return (time.time() if now is None else now) - self.t_capture
+
+    def meta(self) -> dict[str, Any]:
+        """JSON-ready metadata, for payloads that leave the process."""
+        return {
+            "stream_id": self.stream_id,
+            "frame_id": self.frame_id,
+            "pts": self.pts,
+            "pts_seconds": self.pts_seconds,
+            "t_capture": self.t_capture,
+        }
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Data(Message):
+    """A generic payload: ticks, test traffic, anything without a richer type."""
+
+    value: Any = None
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Control(Message):
+    """A command sent against the data flow, e.g. ``keyframe`` from a viewer tier to a source or encoder."""
+
+    command: str = ""
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Packet(Message):
+    """One compressed access unit. H.264 is Annex-B (start codes), ready for RTP packetisation."""
+
+    data: bytes = b""
+    keyframe: bool = False
+    dts: int | None = None
+    duration: int | None = None
+    codec: str = "h264"
+    width: int | None = None
+    height: int | None = None
+    #: Parameter sets (H.264 SPS/PPS as Annex-B) in force for this packet, so late joiners can start decoding.
+    config: bytes | None = None
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class VideoFrame(Message):
+    """A decoded picture.
+
+    ``image`` is either a numpy array ``(H, W, 3)`` uint8 in ``format`` order on the CPU, or a torch tensor
+    ``(3, H, W)`` uint8 on ``device``. ``source`` may keep the decoder's own frame (e.g. ``av.VideoFrame``) so a
+    consumer that wants another pixel format can convert without a detour.
+    """
+
+    image: Any = None
+    format: str = "rgb24"
+    device: str = "cpu"
+    source: Any = None
+
+    @property
+    def height(self) -> int:
+        shape = self.image.shape
+        return int(shape[0] if self.device == "cpu" and len(shape) == 3 and shape[2] in (1, 3, 4) else shape[-2])
+
+    @property
+    def width(self) -> int:
+        shape = self.image.shape
+        return int(shape[1] if self.device == "cpu" and len(shape) == 3 and shape[2] in (1, 3, 4) else shape[-1])
+
+    def numpy(self) -> Any:
+        """The picture as an ``(H, W, 3)`` numpy array (a view when it already is one)."""
+        if self.device == "cpu" and not hasattr(self.image, "detach"):
+            return self.image
+        return self.image.detach().permute(1, 2, 0).contiguous().cpu().numpy()
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Detection:
+    """One detected object: ``bbox`` is ``(x1, y1, x2, y2)`` in pixels."""
+
+    bbox: tuple[float, float, float, float]
+    score: float
+    label: str = "person"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bbox": [round(v, 2) for v in self.bbox], "score": round(self.score, 4), "label": self.label}
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Track:
+    """A tracked person in one frame, with ground-plane motion when known."""
+
+    track_id: int
+    bbox: tuple[float, float, float, float]
+    score: float = 1.0
+    age: int = 0
+    foot_px: tuple[float, float] | None = None
+    foot_world: tuple[float, float] | None = None
+    speed_mps: float | None = None
+    heading_deg: float | None = None
+    distance_m: float | None = None
+    #: 0..1 trust in the speed figure: low when uncalibrated, gated by physics limits.
+    confidence: float = 0.0
+
+    @property
+    def speed_kmh(self) -> float | None:
+        return None if self.speed_mps is None else self.speed_mps * 3.6
+
+    def to_dict(self) -> dict[str, Any]:
+        def r(v: Any, n: int = 3) -> Any:
+            if v is None:
+                return None
+            if isinstance(v, tuple | list):
+                return [round(float(x), n) for x in v]
+            return round(float(v), n)
+
+        return {
+            "track_id": self.track_id,
+            "bbox": r(self.bbox, 2),
+            "score": r(self.score, 4),
+            "age": self.age,
+            "foot_px": r(self.foot_px, 2),
+            "foot_world": r(self.foot_world),
+            "speed_mps": r(self.speed_mps),
+            "speed_kmh": r(self.speed_kmh),
+            "heading_deg": r(self.heading_deg, 1),
+            "distance_m": r(self.distance_m),
+            "confidence": r(self.confidence),
+        }
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Tracks(Message):
+    """Vibrio's answer for one analysed frame: who is where and how fast.
+
+    ``frame`` references the analysed picture (no copy) so a downstream node that needs pixels for exactly these
+    tracks — moriarty's crops — has them without re-joining by ``frame_id``.
+    """
+
+    detections: list[Detection] = field(default_factory=list)
+    tracks: list[Track] = field(default_factory=list)
+    frame: VideoFrame | None = None
+    process_ms: float = 0.0
+    calibrated: bool = False
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Pose:
+    """Keypoints of one person: ``keypoints`` is a list of ``(x, y, score)`` in frame pixels."""
+
+    track_id: int | None
+    keypoints: list[tuple[float, float, float]]
+    skeleton: str = "blazepose33"
+    bbox: tuple[float, float, float, float] | None = None
+    joint_angles: dict[str, float | None] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "track_id": self.track_id,
+            "skeleton": self.skeleton,
+            "bbox": None if self.bbox is None else [round(float(v), 2) for v in self.bbox],
+            "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 3)] for x, y, s in self.keypoints],
+            "joint_angles": {k: None if v is None else round(float(v), 2) for k, v in self.joint_angles.items()},
+            "metrics": self.metrics,
+        }
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Poses(Message):
+    """Moriarty's answer for one analysed frame."""
+
+    poses: list[Pose] = field(default_factory=list)
+    process_ms: float = 0.0
+
+
+ANALYTICS_TYPES = ("detection", "pose", "speed", "betting_opportunity")
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Analytics(Message):
+    """One message of the platform's public analytics contract: ``{"type": type, "payload": payload}``."""
+
+    type: str = "detection"
+    payload: dict[str, Any] = field(default_factory=dict)
+    #: True when a join deadline passed before every branch answered.
+    partial: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": self.type, "payload": self.payload}
+
+
+#: Message types by name, for YAML and for ``flowgraph nodes``.
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.__name__: cls
+    for cls in (Message, Data, Control, Packet, VideoFrame, Tracks, Poses, Analytics)
+}
+
+
+def compatible(produced: type[Message], accepted: type[Message]) -> bool:
+    """An edge is well typed when the producer's type is the consumer's or a subclass of it."""
+    return issubclass(produced, accepted)

@@ -1,0 +1,122 @@
+"""Runtime measurements: cheap recording on the hot path, summaries on demand.
+
+Recording is an index bump into a fixed ring (:class:`Samples`); percentiles and rates are computed only when
+somebody asks for a snapshot (``flowgraph top``, ``/api/metrics``, Prometheus scrape).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Samples:
+    """The most recent ``capacity`` values of one measurement (seconds), for p50/p99."""
+
+    __slots__ = ("_buf", "_i", "_mask", "count", "total")
+
+    def __init__(self, capacity: int = 1024) -> None:
+        capacity = 1 << max(4, math.ceil(math.log2(capacity)))
+        self._buf: list[float] = [0.0] * capacity
+        self._mask = capacity - 1
+        self._i = 0
+        self.count = 0
+        self.total = 0.0
+
+    def add(self, value: float) -> None:
+        self._buf[self._i & self._mask] = value
+        self._i += 1
+        self.count += 1
+        self.total += value
+
+    def values(self) -> list[float]:
+        n = min(self._i, self._mask + 1)
+        return self._buf[:n]
+
+    def percentiles(self, *qs: float) -> list[float | None]:
+        data = sorted(self.values())
+        if not data:
+            return [None for _ in qs]
+        last = len(data) - 1
+        return [data[min(last, round(q / 100 * last))] for q in qs]
+
+    def summary_ms(self) -> dict[str, float | None]:
+        p50, p99 = self.percentiles(50, 99)
+        return {
+            "p50": None if p50 is None else round(p50 * 1000, 3),
+            "p99": None if p99 is None else round(p99 * 1000, 3),
+        }
+
+
+@dataclass
+class NodeStats:
+    """Counters one node's runner keeps."""
+
+    processed: int = 0
+    errors: int = 0
+    restarts: int = 0
+    state: str = "created"
+    last_error: str | None = None
+    process_time: Samples = field(default_factory=Samples)
+
+
+class RateMeter:
+    """Turns monotonically growing counters into per-second rates between two snapshots."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def rate(self, key: str, count: int, now: float) -> float:
+        previous = self._last.get(key)
+        self._last[key] = (now, count)
+        if previous is None or now <= previous[0]:
+            return 0.0
+        return round((count - previous[1]) / (now - previous[0]), 2)
+
+
+def prometheus_lines(snapshot: dict[str, Any]) -> str:
+    """Render a snapshot in the Prometheus text exposition format (version 0.0.4)."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.registry import Collector, CollectorRegistry
+
+    graph = snapshot.get("graph", "graph")
+
+    class _Snapshot(Collector):
+        def collect(self):
+            processed = CounterMetricFamily("flowgraph_node_processed", "Messages processed", labels=["graph", "node"])
+            errors = CounterMetricFamily("flowgraph_node_errors", "Processing errors", labels=["graph", "node"])
+            ptime = GaugeMetricFamily("flowgraph_node_process_seconds", "Process time quantiles",
+                                      labels=["graph", "node", "quantile"])
+            depth = GaugeMetricFamily("flowgraph_edge_depth", "Messages queued", labels=["graph", "edge"])
+            drops = CounterMetricFamily("flowgraph_edge_drops", "Messages dropped", labels=["graph", "edge"])
+            puts = CounterMetricFamily("flowgraph_edge_messages", "Messages enqueued", labels=["graph", "edge"])
+            age = GaugeMetricFamily("flowgraph_edge_age_seconds", "Message age at dequeue quantiles",
+                                    labels=["graph", "edge", "quantile"])
+            for name, node in snapshot.get("nodes", {}).items():
+                processed.add_metric([graph, name], node["processed"])
+                errors.add_metric([graph, name], node["errors"])
+                for q in ("p50", "p99"):
+                    value = node["process_ms"][q]
+                    if value is not None:
+                        ptime.add_metric([graph, name, q[1:]], value / 1000)
+            for edge in snapshot.get("edges", []):
+                label = f"{edge['from']}->{edge['to']}"
+                depth.add_metric([graph, label], edge["depth"])
+                drops.add_metric([graph, label], edge["drops"])
+                puts.add_metric([graph, label], edge["puts"])
+                for q in ("p50", "p99"):
+                    value = edge["age_ms"][q]
+                    if value is not None:
+                        age.add_metric([graph, label, q[1:]], value / 1000)
+            yield from (processed, errors, ptime, depth, drops, puts, age)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot())
+    return generate_latest(registry).decode()
+
+
+def now() -> float:
+    return time.monotonic()

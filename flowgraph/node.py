@@ -1,0 +1,179 @@
+"""The one node protocol.
+
+A node declares typed ports and a params dataclass, and does one thing::
+
+    class Scale(Node):
+        \"\"\"Multiplies numbers.\"\"\"
+        numbers = Input(Data)
+        scaled = Output(Data)
+
+        @dataclass
+        class Params:
+            factor: float = param(2.0, "multiplier")
+
+        async def process(self, msg: Data) -> None:
+            await self.scaled.send(Data(value=msg.value * self.params.factor).like(msg))
+
+How it runs follows from how it is written:
+
+* ``async def process`` runs on the event loop (I/O nodes). Heavy calls inside go through ``await
+  self.offload(fn, ...)``, which runs them in the node's own worker thread (and CUDA stream on a GPU).
+* ``def process`` (plain) is a *blocking* node: it runs in the node's worker thread and **returns** what it
+  produces — a message for the single output, a list of messages, or ``{port: message | [messages]}``.
+  With ``cheap = True`` it instead runs inline on the loop and may be fused into its producer's stage.
+* With several inputs, ``on_<port>`` handles that port; ``process`` handles the rest.
+* A source has no inputs and a ``run`` method: ``async def run`` sends on its outputs until ``self.stopping``;
+  a plain ``def run`` is a generator run in the worker thread that yields messages (or ``(port, message)``).
+  Returning ends the stream, which then propagates downstream.
+* ``async def flush`` is called once every input has ended, to emit what is still held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from .params import NoParams
+from .ports import BoundOutput, Input, Output
+
+if TYPE_CHECKING:
+    from .server import GraphServer
+
+T = TypeVar("T")
+
+
+@dataclass
+class NodeContext:
+    """What the runtime gives a node: its name, placement, and graph-wide services."""
+
+    name: str
+    device: str = "cpu"
+    graph: str = "graph"
+    #: Objects nodes share inside one graph (e.g. ``analytics_buffer``), by name.
+    services: dict[str, Any] = field(default_factory=dict)
+    #: Returns the graph's HTTP server, creating it on first use (routes must be added in ``start``).
+    server_factory: Callable[[], GraphServer] | None = None
+    #: Runs a blocking call in the node's worker thread (set by the runtime).
+    offloader: Callable[..., Any] | None = None
+    #: Stage-owned CUDA stream when ``device`` is ``cuda:N``.
+    cuda_stream: Any = None
+
+    @property
+    def server(self) -> GraphServer:
+        if self.server_factory is None:
+            raise RuntimeError(f"node {self.name!r}: no HTTP server is available outside a running graph")
+        return self.server_factory()
+
+
+class Node:
+    """Base class of every node. Subclasses declare ports as ``Input``/``Output`` attributes."""
+
+    #: Params dataclass, validated against its derived JSON Schema before anything starts.
+    Params: ClassVar[type] = NoParams
+    #: A plain ``process`` that is cheap enough to run inline on the loop (fusable into its producer's stage).
+    cheap: ClassVar[bool] = False
+    #: The node can use a CUDA device (``device: auto`` then picks CUDA when present).
+    gpu: ClassVar[bool] = False
+    #: Name in the registry; set when registered.
+    type_name: ClassVar[str] = ""
+
+    inputs: ClassVar[dict[str, Input[Any]]] = {}
+    outputs: ClassVar[dict[str, Output[Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inputs: dict[str, Input[Any]] = {}
+        outputs: dict[str, Output[Any]] = {}
+        for klass in reversed(cls.__mro__):
+            for key, value in vars(klass).items():
+                if isinstance(value, Input):
+                    inputs[key] = value
+                elif isinstance(value, Output):
+                    outputs[key] = value
+        cls.inputs = inputs
+        cls.outputs = outputs
+
+    def __init__(self, ctx: NodeContext, params: Any = None) -> None:
+        self.ctx = ctx
+        self.params = params if params is not None else self.Params()
+        self.log = logging.getLogger(f"flowgraph.node.{ctx.name}")
+        self._outputs: dict[str, BoundOutput[Any]] = {name: BoundOutput(ctx.name, name) for name in self.outputs}
+        self._stopping = asyncio.Event()
+
+    # -- identity ---------------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.ctx.name
+
+    @property
+    def device(self) -> str:
+        return self.ctx.device
+
+    @property
+    def stopping(self) -> bool:
+        """True once the graph asked this node to stop; sources end their loop when they see it."""
+        return self._stopping.is_set()
+
+    async def wait_stopping(self, seconds: float | None = None) -> bool:
+        """Sleep until asked to stop (or for ``seconds``); returns whether stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- lifecycle (override what you need) -------------------------------------------------------------------
+    async def setup(self) -> None:
+        """Once per run, before the first ``start``: register HTTP routes (``self.ctx.server``), services."""
+
+    async def start(self) -> None:
+        """Acquire resources. Called before any message flows, and again after a restart's ``stop``."""
+
+    async def stop(self) -> None:
+        """Release resources. Called once, after the node's last message (or on failure before a restart)."""
+
+    async def flush(self) -> None:
+        """Every input has ended: emit whatever is still held."""
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+    async def offload(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run a blocking call in this node's worker thread (inside its CUDA stream on a GPU stage)."""
+        if self.ctx.offloader is None:
+            return fn(*args, **kwargs)
+        result: T = await self.ctx.offloader(fn, *args, **kwargs)
+        return result
+
+    # -- introspection used by the compiler and runtime ------------------------------------------------------
+    @classmethod
+    def is_source(cls) -> bool:
+        return not cls.inputs and cls.run is not Node.run
+
+    @classmethod
+    def handler_name(cls, port: str) -> str | None:
+        for candidate in (f"on_{port}", "process"):
+            if getattr(cls, candidate, None) is not getattr(Node, candidate, None):
+                return candidate
+        return None
+
+    @classmethod
+    def blocking(cls) -> bool:
+        """A plain (non-async) ``process``/``run``: runs in the worker thread unless ``cheap``."""
+        fn = cls.run if cls.is_source() else getattr(cls, "process", None)
+        return fn is not None and not inspect.iscoroutinefunction(fn) and not inspect.isasyncgenfunction(fn)
+
+    @classmethod
+    def summary(cls) -> str:
+        doc = inspect.getdoc(cls) or ""
+        return doc.splitlines()[0] if doc else ""
+
+    def run(self) -> Any:
+        """Sources override this (``async def run`` or a generator ``def run``)."""
+        raise NotImplementedError
+
+    async def process(self, msg: Any) -> Any:
+        """Handle one message from any input without its own ``on_<port>`` handler."""
+        raise NotImplementedError

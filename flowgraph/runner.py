@@ -1,0 +1,314 @@
+"""One running node: its task, its worker thread, its inputs, and its failure policy.
+
+The runner owns everything it starts (STYLE: every task has an owner): the consume/source task, the node's
+single worker thread (blocking and CUDA work), and the CUDA stream of a GPU stage. ``stop`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .channel import EMPTY, Channel
+from .compile import NodePlan
+from .errors import NodeError
+from .messages import Message
+from .metrics import NodeStats
+from .node import Node, NodeContext
+
+frames_log = logging.getLogger("flowgraph.frames")
+_DONE = object()
+
+
+class NodeRunner:
+    def __init__(self, plan: NodePlan, ctx: NodeContext, on_fatal: Callable[[NodeError], None]) -> None:
+        self.plan = plan
+        self.name = plan.name
+        self.ctx = ctx
+        ctx.offloader = self.offload
+        self.node: Node = plan.cls(ctx, plan.params)
+        self.stats = NodeStats()
+        self.inputs: list[tuple[str, Channel, bool]] = []
+        self._on_fatal = on_fatal
+        self._executor: ThreadPoolExecutor | None = None
+        self._cuda: Any = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._handlers: dict[str, Callable[..., Any]] = {}
+        self._sync = plan.cls.blocking()
+        self._inline = plan.mode == "inline"
+        self._default_output = next(iter(plan.cls.outputs)) if len(plan.cls.outputs) == 1 else None
+        self._backoff = plan.on_error.backoff_s
+        self.task: asyncio.Task[None] | None = None
+        #: Runners fused into this one's stage: called inline, finished when this one finishes.
+        self.fused_consumers: list[NodeRunner] = []
+        self.fused = False
+        self.stopped = False
+        self._log_frames = False
+
+    # -- wiring ---------------------------------------------------------------------------------------------
+    def attach_input(self, port: str, channel: Channel, feedback: bool = False) -> None:
+        channel.on_ready(self._notify)
+        self.inputs.append((port, channel, feedback))
+
+    def _notify(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- worker thread --------------------------------------------------------------------------------------
+    def _thread_init(self) -> None:
+        if self._cuda is not None:
+            self._cuda.bind_thread()
+
+    async def offload(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        if self._executor is None:
+            if self.plan.device.startswith("cuda"):
+                from .gpu import CudaStage
+
+                self._cuda = CudaStage(self.plan.device)
+                self.ctx.cuda_stream = self._cuda.stream
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"fg-{self.name}",
+                                                initializer=self._thread_init)
+        call = functools.partial(fn, *args, **kwargs) if kwargs else (functools.partial(fn, *args) if args else fn)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    async def setup(self) -> None:
+        self._handlers = {port: getattr(self.node, self.plan.cls.handler_name(port) or "process")
+                          for port in self.plan.cls.inputs}
+        await self.node.setup()
+
+    async def start(self) -> None:
+        self.stats.state = "starting"
+        await self.node.start()
+        self.stats.state = "running"
+        self._log_frames = frames_log.isEnabledFor(logging.DEBUG)
+
+    def launch(self) -> asyncio.Task[None]:
+        self.task = asyncio.create_task(self._main(), name=f"node:{self.name}")
+        return self.task
+
+    async def _main(self) -> None:
+        natural = False
+        try:
+            if self.plan.source:
+                await self._run_source()
+            else:
+                await self._consume()
+            natural = True
+        except _Fatal:
+            pass
+        finally:
+            await self.finish(natural)
+
+    async def finish(self, natural: bool) -> None:
+        """End of this node's stream: flush (when it ended naturally), close outputs, stop; then the same for
+        the nodes fused into this one's stage, which have no task of their own."""
+        try:
+            if natural:
+                try:
+                    await self.node.flush()
+                except Exception as exc:
+                    self.node.log.error("flush() failed: %s", exc, exc_info=exc)
+        finally:
+            for output in self.node._outputs.values():
+                output.close()
+            if natural:
+                self.stats.state = "finished"
+            elif self.stats.state != "failed":
+                self.stats.state = "stopped"
+            await self.stop()
+            for consumer in self.fused_consumers:
+                await consumer.finish(natural)
+
+    async def stop(self) -> None:
+        """Stop the node and release the worker thread. Idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
+        try:
+            await self.node.stop()
+        except Exception:
+            self.node.log.exception("stop() failed")
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def request_stop(self) -> None:
+        self.node._stopping.set()
+        self._notify()
+
+    # -- consuming ------------------------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        inputs = self.inputs
+        count = len(inputs)
+        loop = asyncio.get_running_loop()
+        turn = 0
+        while True:
+            progressed = False
+            for i in range(count):
+                port, channel, _ = inputs[(turn + i) % count]
+                msg = channel.take()
+                if msg is not EMPTY:
+                    progressed = True
+                    await self.handle(port, msg)
+            turn += 1
+            if progressed:
+                continue
+            if all(channel.ended or feedback for _, channel, feedback in inputs):
+                return
+            self._wakeup = loop.create_future()
+            await self._wakeup
+            self._wakeup = None
+
+    async def handle(self, port: str, msg: Any) -> None:
+        """Process one message under the node's failure policy; also the entry point of fused edges."""
+        handler = self._handlers[port]
+        started = time.perf_counter()
+        try:
+            if self._sync:
+                if self._inline:
+                    result = handler(msg)
+                else:
+                    result = await self.offload(self._call_sync, handler, msg)
+                if result is not None:
+                    await self._emit(result)
+            else:
+                await handler(msg)
+            self.stats.processed += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._failed(exc, msg)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.stats.process_time.add(elapsed)
+            if self._log_frames:
+                frames_log.debug("node=%s port=%s stream=%s frame_id=%s process_ms=%.3f", self.name, port,
+                                 getattr(msg, "stream_id", None), getattr(msg, "frame_id", None), elapsed * 1000)
+
+    def _call_sync(self, handler: Callable[[Any], Any], msg: Any) -> Any:
+        """In the worker thread: order after the producer's GPU work, run, mark outputs with our event."""
+        cuda = self._cuda
+        if getattr(msg, "cuda_event", None) is not None:
+            if cuda is not None:
+                cuda.wait_for(msg)
+            else:
+                from .gpu import host_wait
+
+                host_wait(msg)
+        result = handler(msg)
+        if cuda is not None and result is not None:
+            cuda.mark(list(_messages(result)))
+        return result
+
+    async def _emit(self, result: Any) -> None:
+        outputs = self.node._outputs
+        if isinstance(result, dict):
+            for port, value in result.items():
+                if port not in outputs:
+                    raise KeyError(f"node returned a message for unknown output {port!r}")
+                for msg in value if isinstance(value, list | tuple) else (value,):
+                    await outputs[port].send(msg)
+            return
+        if self._default_output is None:
+            raise TypeError("a node with several outputs must return {port: message}")
+        output = outputs[self._default_output]
+        for msg in result if isinstance(result, list | tuple) else (result,):
+            await output.send(msg)
+
+    # -- sources --------------------------------------------------------------------------------------------
+    async def _run_source(self) -> None:
+        while True:
+            try:
+                if self._sync:
+                    await self._drive_generator()
+                else:
+                    await self.node.run()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._failed(exc, None)
+                if self.node.stopping:
+                    return
+
+    async def _drive_generator(self) -> None:
+        generator = await self.offload(self.node.run)
+        try:
+            while not self.node.stopping:
+                item = await self.offload(next, generator, _DONE)
+                if item is _DONE:
+                    return
+                if isinstance(item, tuple):
+                    port, msg = item
+                    await self._emit({port: msg})
+                else:
+                    await self._emit(item)
+                self.stats.processed += 1
+        finally:
+            with contextlib.suppress(Exception):
+                await self.offload(generator.close)
+
+    # -- failures -------------------------------------------------------------------------------------------
+    async def _failed(self, exc: Exception, msg: Any) -> None:
+        error = NodeError(self.name, getattr(msg, "frame_id", None), exc)
+        self.stats.errors += 1
+        self.stats.last_error = str(error)
+        if self.plan.on_error.policy == "skip_message" and msg is not None:
+            self.node.log.error("%s (message skipped)", error, exc_info=exc)
+            return
+        restart = self.plan.on_error.policy == "restart"
+        if restart:
+            with contextlib.suppress(Exception):
+                await self.node.stop()
+        while True:
+            if not await self._backoff_or_give_up(error, exc):
+                return
+            if not restart:
+                break
+            try:
+                await self.node.start()
+                break
+            except Exception as start_exc:
+                error = NodeError(self.name, None, start_exc)
+                exc = start_exc
+                self.stats.errors += 1
+                self.stats.last_error = str(error)
+        self.stats.state = "running"
+
+    async def _backoff_or_give_up(self, error: NodeError, exc: Exception) -> bool:
+        """Wait out the backoff before the next attempt; False if the graph is stopping meanwhile."""
+        policy = self.plan.on_error
+        limit = policy.max_restarts
+        if policy.policy == "stop" or (limit is not None and self.stats.restarts >= limit):
+            why = "on_error: stop" if policy.policy == "stop" else f"gave up after {self.stats.restarts} restarts"
+            self.node.log.error("%s (%s)", error, why, exc_info=exc)
+            self.stats.state = "failed"
+            self._on_fatal(error)
+            raise _Fatal from exc
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, policy.backoff_max_s)
+        self.stats.restarts += 1
+        self.stats.state = "restarting"
+        self.node.log.error("%s (restart %d in %.2fs)", error, self.stats.restarts, delay, exc_info=exc)
+        return not await self.node.wait_stopping(delay)
+
+
+class _Fatal(Exception):
+    """Unwinds a runner whose node failed under ``on_error: stop``."""
+
+
+def _messages(result: Any) -> list[Message]:
+    if isinstance(result, Message):
+        return [result]
+    if isinstance(result, dict):
+        return [m for v in result.values() for m in (v if isinstance(v, list | tuple) else (v,))]
+    if isinstance(result, list | tuple):
+        return list(result)
+    return []

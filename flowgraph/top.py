@@ -1,0 +1,63 @@
+"""A live terminal table of a graph's metrics (``flowgraph top`` and ``flowgraph run --top``)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def render(snapshot: dict[str, Any]) -> Group:
+    nodes = Table(title=f"{snapshot['graph']} · up {snapshot['uptime_s']:.0f}s", expand=True)
+    for column in ("node", "type", "stage", "device", "state", "rate/s", "p50 ms", "p99 ms", "done", "errors"):
+        nodes.add_column(column, justify="right" if column in ("rate/s", "p50 ms", "p99 ms", "done", "errors")
+                         else "left")
+    for name, n in snapshot["nodes"].items():
+        nodes.add_row(name, n["type"], n["stage"], n["device"], n["state"], f"{n['rate_hz']:.1f}",
+                      _ms(n["process_ms"]["p50"]), _ms(n["process_ms"]["p99"]), str(n["processed"]),
+                      str(n["errors"]) if not n["errors"] else f"[red]{n['errors']}[/red]")
+    edges = Table(expand=True)
+    for column in ("edge", "type", "policy", "depth", "rate/s", "age p50 ms", "age p99 ms", "drops"):
+        edges.add_column(column, justify="left" if column in ("edge", "type", "policy") else "right")
+    for e in snapshot["edges"]:
+        drops = str(e["drops"]) if not e["drops"] else f"[yellow]{e['drops']}[/yellow]"
+        edges.add_row(f"{e['from']} → {e['to']}", e["type"], e["policy"] + (" fused" if e["fused"] else ""),
+                      f"{e['depth']}/{e['size']}", f"{e['rate_hz']:.1f}", _ms(e["age_ms"]["p50"]),
+                      _ms(e["age_ms"]["p99"]), drops)
+    return Group(nodes, edges)
+
+
+async def live_table(snapshot: Callable[[], dict[str, Any]], until: asyncio.Future[Any], period: float = 1.0) -> None:
+    with Live(render(snapshot()), refresh_per_second=4, screen=False) as live:
+        while not until.done():
+            await asyncio.sleep(period)
+            live.update(render(snapshot()))
+
+
+async def watch_url(url: str, *, once: bool = False, period: float = 1.0) -> None:
+    import aiohttp
+    from rich.console import Console
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+
+        async def fetch() -> dict[str, Any]:
+            async with session.get(url) as response:
+                response.raise_for_status()
+                data: dict[str, Any] = await response.json()
+                return data
+
+        if once:
+            Console().print(render(await fetch()))
+            return
+        with Live(render(await fetch()), refresh_per_second=4) as live:
+            while True:
+                await asyncio.sleep(period)
+                live.update(render(await fetch()))

@@ -1,0 +1,189 @@
+"""Pictures of a graph: Graphviz DOT (→ SVG/PNG with ``dot``), Mermaid, and a self-contained HTML page.
+
+The HTML page needs nothing but a browser: the layout (layers by topological generation) is computed here and
+drawn as inline SVG. Given a metrics URL it polls the running graph and writes each edge's rate, queue depth and
+drops, and each node's rate and process time, onto the picture.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import subprocess
+from typing import Any
+
+import networkx as nx
+
+from .compile import ExecutionPlan
+
+COLOURS = {"async": "#dbeafe", "thread": "#ccfbf1", "inline": "#e5e7eb", "cuda": "#dcfce7"}
+BORDERS = {"async": "#2563eb", "thread": "#0d9488", "inline": "#6b7280", "cuda": "#16a34a"}
+
+
+def _edge_label(edge: Any) -> str:
+    label = f"{edge.type_name}\\n{edge.policy} q={edge.queue}"
+    if edge.fused:
+        label += " fused"
+    if edge.feedback:
+        label += " feedback"
+    return label
+
+
+def to_dot(plan: ExecutionPlan) -> str:
+    lines = [f'digraph "{plan.name}" {{', "  rankdir=LR;", '  node [shape=box, style="rounded,filled", '
+             'fontname="Helvetica", fontsize=11];', '  edge [fontname="Helvetica", fontsize=9];']
+    for stage, members in plan.stages.items():
+        if len(members) > 1:
+            lines.append(f'  subgraph "cluster_{stage}" {{ label="stage {stage}"; style=dashed; '
+                         + " ".join(f'"{m}";' for m in members) + " }")
+    for name in plan.order:
+        node = plan.nodes[name]
+        label = f"{name}\\n{node.node_type} @ {node.device}"
+        lines.append(f'  "{name}" [label="{label}", fillcolor="{COLOURS[node.mode]}", color="{BORDERS[node.mode]}"];')
+    for edge in plan.edges:
+        style = ', style=dashed' if edge.feedback else ""
+        lines.append(f'  "{edge.source}" -> "{edge.target}" [label="{_edge_label(edge)}"{style}];')
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def render_dot(dot: str, fmt: str) -> bytes:
+    """SVG or PNG through Graphviz's ``dot`` (Debian package ``graphviz``)."""
+    exe = shutil.which("dot")
+    if exe is None:
+        raise RuntimeError("Graphviz 'dot' is not installed (apt-get install graphviz); "
+                           "use --format html or mermaid instead")
+    result = subprocess.run([exe, f"-T{fmt}"], input=dot.encode(), capture_output=True, timeout=30, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout
+
+
+def to_mermaid(plan: ExecutionPlan) -> str:
+    ids = {name: f"n{i}" for i, name in enumerate(plan.order)}
+    lines = ["flowchart LR"]
+    for name in plan.order:
+        node = plan.nodes[name]
+        lines.append(f'  {ids[name]}["{name}<br/>{node.node_type} @ {node.device}"]:::{node.mode}')
+    for edge in plan.edges:
+        arrow = "-.->" if edge.feedback else "-->"
+        label = f"{edge.type_name} {edge.policy} q={edge.queue}" + (" fused" if edge.fused else "")
+        lines.append(f"  {ids[edge.source]} {arrow}|{label}| {ids[edge.target]}")
+    for mode, colour in COLOURS.items():
+        lines.append(f"  classDef {mode} fill:{colour},stroke:{BORDERS[mode]}")
+    return "\n".join(lines) + "\n"
+
+
+def layout(plan: ExecutionPlan) -> dict[str, tuple[float, float]]:
+    """Left-to-right layers by topological generation (feedback edges ignored)."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(plan.order)
+    graph.add_edges_from((e.source, e.target) for e in plan.edges if not e.feedback)
+    positions: dict[str, tuple[float, float]] = {}
+    for x, generation in enumerate(nx.topological_generations(graph)):
+        members = sorted(generation, key=plan.order.index)
+        for y, name in enumerate(members):
+            positions[name] = (40 + x * 260, 40 + y * 120)
+    return positions
+
+
+def _svg(plan: ExecutionPlan) -> tuple[str, int, int]:
+    pos = layout(plan)
+    width = int(max(x for x, _ in pos.values()) + 240)
+    height = int(max(y for _, y in pos.values()) + 110)
+    parts = []
+    for i, edge in enumerate(plan.edges):
+        x1, y1 = pos[edge.source]
+        x2, y2 = pos[edge.target]
+        sx, sy, tx, ty = x1 + 180, y1 + 30, x2, y2 + 30
+        if edge.feedback or tx <= sx:
+            path = f"M{sx},{sy} C{sx + 80},{sy + 90} {tx - 80},{ty + 90} {tx},{ty}"
+        else:
+            mid = (sx + tx) / 2
+            path = f"M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}"
+        dash = ' stroke-dasharray="5,4"' if edge.feedback else ""
+        label = html.escape(f"{edge.type_name} · {edge.policy} q={edge.queue}" + (" · fused" if edge.fused else ""))
+        lx, ly = (sx + tx) / 2, (sy + ty) / 2 - 6
+        parts.append(
+            f'<path d="{path}" fill="none" stroke="#64748b" stroke-width="1.5" marker-end="url(#arrow)"{dash}/>'
+            f'<text x="{lx}" y="{ly}" class="edge">{label}</text>'
+            f'<text x="{lx}" y="{ly + 13}" class="live" id="edge-{i}"></text>')
+    for name in plan.order:
+        node = plan.nodes[name]
+        x, y = pos[name]
+        parts.append(
+            f'<g><rect x="{x}" y="{y}" width="180" height="62" rx="8" fill="{COLOURS[node.mode]}" '
+            f'stroke="{BORDERS[node.mode]}" stroke-width="1.5"/>'
+            f'<text x="{x + 90}" y="{y + 20}" class="name">{html.escape(name)}</text>'
+            f'<text x="{x + 90}" y="{y + 36}" class="kind">{html.escape(node.node_type)} · {node.mode} · '
+            f'{html.escape(node.device)}</text>'
+            f'<text x="{x + 90}" y="{y + 52}" class="live" id="node-{html.escape(name)}"></text></g>')
+    return "\n".join(parts), width, height
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>flowgraph · __TITLE__</title>
+<style>
+ body { font-family: system-ui, sans-serif; margin: 16px; background: #f8fafc; color: #0f172a; }
+ h1 { font-size: 18px; margin: 0 0 4px; } #status { color: #475569; font-size: 13px; margin-bottom: 8px; }
+ svg text { font-family: system-ui, sans-serif; text-anchor: middle; }
+ .name { font-weight: 600; font-size: 13px; } .kind { font-size: 10px; fill: #334155; }
+ .edge { font-size: 10px; fill: #475569; } .live { font-size: 10px; fill: #b45309; font-weight: 600; }
+ .legend span { display: inline-block; padding: 2px 8px; margin-right: 6px; border-radius: 6px; font-size: 12px; }
+</style></head><body>
+<h1>__TITLE__</h1><div id="status">__STATUS__</div>
+<div class="legend">__LEGEND__</div>
+<svg xmlns="http://www.w3.org/2000/svg" width="__W__" height="__H__" viewBox="0 0 __W__ __H__">
+<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
+<path d="M0,0 L10,5 L0,10 z" fill="#64748b"/></marker></defs>
+__SVG__
+</svg>
+<script>
+const LIVE = __LIVE__;
+const EDGES = __EDGES__;
+function fmt(v) { return v === null || v === undefined ? "–" : (Math.round(v * 10) / 10); }
+async function poll() {
+  try {
+    const res = await fetch(LIVE, {cache: "no-store"});
+    const snap = await res.json();
+    snap.edges.forEach((e) => {
+      const i = EDGES.indexOf(e.from + "->" + e.to);
+      const el = document.getElementById("edge-" + i);
+      if (el) el.textContent = `${fmt(e.rate_hz)}/s · depth ${e.depth}/${e.size} · drops ${e.drops}`;
+    });
+    for (const [name, n] of Object.entries(snap.nodes)) {
+      const el = document.getElementById("node-" + name);
+      if (el) el.textContent = `${n.state} · ${fmt(n.rate_hz)}/s · p50 ${fmt(n.process_ms.p50)} ms` +
+        (n.errors ? ` · ${n.errors} err` : "");
+    }
+    document.getElementById("status").textContent = `live: ${LIVE} · up ${fmt(snap.uptime_s)} s`;
+  } catch (err) {
+    document.getElementById("status").textContent = `live: ${LIVE} unreachable (${err})`;
+  }
+}
+if (LIVE) { poll(); setInterval(poll, 1000); }
+</script></body></html>
+"""
+
+
+def to_html(plan: ExecutionPlan, live_url: str | None = None) -> str:
+    svg, width, height = _svg(plan)
+    legend = "".join(f'<span style="background:{COLOURS[m]};border:1px solid {BORDERS[m]}">{m}</span>'
+                     for m in COLOURS)
+    status = f"{len(plan.nodes)} nodes · {len(plan.edges)} edges · {len(plan.stages)} stages"
+    edges = [f"{e.source}/{e.source_port}->{e.target}/{e.target_port}" for e in plan.edges]
+    replacements = {
+        "__TITLE__": html.escape(plan.name), "__STATUS__": status, "__LEGEND__": legend, "__SVG__": svg,
+        "__W__": str(width), "__H__": str(height), "__LIVE__": json.dumps(live_url or ""),
+        "__EDGES__": json.dumps(edges),
+    }
+    page = _PAGE
+    for key, value in replacements.items():
+        page = page.replace(key, value)
+    return page
+
+
+def live_page(plan: ExecutionPlan, metrics_path: str) -> str:
+    return to_html(plan, metrics_path)

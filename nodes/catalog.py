@@ -1,0 +1,12 @@
+"""The built-in node types, by the name a graph file uses. Values are ``module:Class`` (imported lazily)."""
+
+BUILTIN: dict[str, str] = {
+    # core utilities (no media)
+    "tick": "flowgraph.nodes.core.utility:Tick",
+    "passthrough": "flowgraph.nodes.core.utility:Passthrough",
+    "slow": "flowgraph.nodes.core.utility:Slow",
+    "collect": "flowgraph.nodes.core.utility:Collect",
+    "log": "flowgraph.nodes.core.utility:Log",
+    "fail": "flowgraph.nodes.core.utility:Fail",
+    "frames": "flowgraph.nodes.core.utility:Frames",
+}

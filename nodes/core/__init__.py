@@ -1,0 +1,1 @@
+"""Utility nodes that exercise the core without media: tick, passthrough, slow, collect."""

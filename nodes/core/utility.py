@@ -1,0 +1,196 @@
+"""Utility nodes that exercise the core without any media library: sources, pass-through, sinks, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from flowgraph.messages import Data, Message, VideoFrame
+from flowgraph.node import Node
+from flowgraph.params import param
+from flowgraph.ports import Input, Output
+
+
+class Tick(Node):
+    """Emits numbered Data messages at a fixed rate (a counter source)."""
+
+    out = Output(Data, "value = tick number, starting at 0")
+
+    @dataclass
+    class Params:
+        hz: float = param(10.0, "ticks per second (0 = as fast as possible)", minimum=0)
+        count: int = param(0, "stop after this many ticks (0 = run until stopped)", minimum=0)
+        stream_id: str = param("default", "stream_id stamped on every tick")
+        payload_bytes: int = param(0, "attach a bytes payload of this size", minimum=0, maximum=64 << 20)
+
+    async def run(self) -> None:
+        p = self.params
+        period = 1.0 / p.hz if p.hz > 0 else 0.0
+        payload = bytes(p.payload_bytes) if p.payload_bytes else None
+        start = time.monotonic()
+        n = 0
+        while not self.stopping and (p.count == 0 or n < p.count):
+            await self.out.send(Data(value=n if payload is None else payload, stream_id=p.stream_id, frame_id=n))
+            n += 1
+            if period:
+                delay = start + n * period - time.monotonic()
+                if delay > 0 and await self.wait_stopping(delay):
+                    break
+            elif n % 64 == 0:
+                await asyncio.sleep(0)
+
+
+class Frames(Node):
+    """Emits synthetic RGB frames (numpy, no media library) — for exercising video-sized traffic."""
+
+    frames = Output(VideoFrame)
+
+    @dataclass
+    class Params:
+        width: int = param(1280, "frame width", minimum=1, maximum=7680)
+        height: int = param(720, "frame height", minimum=1, maximum=4320)
+        fps: float = param(30.0, "frames per second (0 = as fast as possible)", minimum=0)
+        count: int = param(0, "stop after this many frames (0 = until stopped)", minimum=0)
+        stream_id: str = param("default", "stream_id stamped on every frame")
+        pool: int = param(4, "distinct buffers cycled through (no per-frame allocation)", minimum=1, maximum=64)
+
+    async def start(self) -> None:
+        import numpy as np
+
+        p = self.params
+        self._buffers = [np.full((p.height, p.width, 3), i * 16 % 256, dtype=np.uint8) for i in range(p.pool)]
+
+    async def run(self) -> None:
+        p = self.params
+        period = 1.0 / p.fps if p.fps > 0 else 0.0
+        start = time.monotonic()
+        n = 0
+        while not self.stopping and (p.count == 0 or n < p.count):
+            image = self._buffers[n % len(self._buffers)]
+            await self.frames.send(VideoFrame(image=image, stream_id=p.stream_id, frame_id=n, pts=n))
+            n += 1
+            if period:
+                delay = start + n * period - time.monotonic()
+                if delay > 0 and await self.wait_stopping(delay):
+                    break
+            elif n % 64 == 0:
+                await asyncio.sleep(0)
+
+
+class Passthrough(Node):
+    """Forwards every message unchanged (cheap: fused into its producer's stage when wired plainly)."""
+
+    cheap = True
+    inp = Input(Message)
+    out = Output(Message)
+
+    def process(self, msg: Message) -> Message:
+        return msg
+
+
+class Slow(Node):
+    """Forwards messages after a fixed delay — a deliberately slow consumer for backpressure tests."""
+
+    inp = Input(Message)
+    out = Output(Message)
+
+    @dataclass
+    class Params:
+        delay_s: float = param(0.1, "seconds spent on each message", minimum=0)
+        mode: Literal["sleep", "busy"] = param("sleep", "sleep (async) or busy (block the worker thread)")
+
+    async def process(self, msg: Message) -> None:
+        if self.params.mode == "sleep":
+            await asyncio.sleep(self.params.delay_s)
+        else:
+            await self.offload(time.sleep, self.params.delay_s)
+        await self.out.send(msg)
+
+
+class Collect(Node):
+    """Sink that keeps the most recent messages (and optionally writes them as JSON lines)."""
+
+    inp = Input(Message)
+
+    @dataclass
+    class Params:
+        keep: int = param(10_000, "messages kept in memory (oldest dropped first)", minimum=0)
+        path: str = param("", "append one JSON line per message to this file ('' = none)")
+
+    async def start(self) -> None:
+        from collections import deque
+
+        self.received: deque[Message] = deque(maxlen=self.params.keep or None)
+        self.count = 0
+        self._file = open(self.params.path, "a", encoding="utf-8") if self.params.path else None  # noqa: ASYNC230
+        self.ctx.services.setdefault("collect", {})[self.name] = self
+
+    async def process(self, msg: Message) -> None:
+        self.count += 1
+        if self.params.keep:
+            self.received.append(msg)
+        if self._file is not None:
+            self._file.write(json.dumps(_jsonable(msg)) + "\n")
+
+    async def stop(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class Log(Node):
+    """Logs every Nth message's metadata at INFO."""
+
+    inp = Input(Message)
+
+    @dataclass
+    class Params:
+        every: int = param(1, "log one message in this many", minimum=1)
+
+    async def start(self) -> None:
+        self._n = 0
+
+    async def process(self, msg: Message) -> None:
+        self._n += 1
+        if self._n % self.params.every == 0:
+            self.log.info("%s %s", type(msg).__name__, _jsonable(msg))
+
+
+class Fail(Node):
+    """Raises on chosen messages (fault injection for failure-policy tests); forwards the others."""
+
+    inp = Input(Message)
+    out = Output(Message)
+
+    @dataclass
+    class Params:
+        every: int = param(0, "raise on every Nth message (0 = never)", minimum=0)
+        first: int = param(0, "raise on the first N messages", minimum=0)
+        on_start: int = param(0, "raise in start() this many times", minimum=0)
+
+    async def start(self) -> None:
+        self.starts = getattr(self, "starts", 0) + 1
+        if self.starts <= self.params.on_start:
+            raise RuntimeError(f"injected start failure {self.starts}")
+        self._n = 0
+
+    async def process(self, msg: Message) -> None:
+        self._n += 1
+        p = self.params
+        if self._n <= p.first or (p.every and self._n % p.every == 0):
+            raise RuntimeError(f"injected failure on message {self._n}")
+        await self.out.send(msg)
+
+
+def _jsonable(msg: Message) -> dict[str, Any]:
+    out = msg.meta()
+    value = getattr(msg, "value", None)
+    if isinstance(value, int | float | str | bool) or value is None:
+        out["value"] = value
+    else:
+        out["value_type"] = type(value).__name__
+    out["type"] = type(msg).__name__
+    return out
