@@ -20,6 +20,7 @@ from .errors import NodeError
 from .metrics import RateMeter, prometheus_lines
 from .node import NodeContext
 from .runner import NodeRunner
+from .streams import streams
 
 log = logging.getLogger("flowgraph.runtime")
 
@@ -53,6 +54,7 @@ class Runtime:
         self._rates = RateMeter()
         self._signals = 0
         self.ready = asyncio.Event()
+        self.exit_code: int | None = None
 
     # -- construction ---------------------------------------------------------------------------------------
     def _server(self) -> Any:
@@ -87,6 +89,7 @@ class Runtime:
                 consumer.attach_input(edge.target_port, channel, edge.feedback)
                 self.channels.append((edge, channel))
         self.services["runtime"] = self
+        streams(self.services)
 
     def _fatal(self, error: NodeError) -> None:
         if self.failure is None:
