@@ -184,9 +184,11 @@ def compile_plan(spec: GraphSpec, registry: Registry | None = None) -> Execution
     graph.add_nodes_from(enabled)
     for name, node in enabled.items():
         cls = classes[name]
+        unknown_port = False
         for port, wires in node.inputs.items():
             port_loc = locate(doc, ["nodes", name, "inputs", port], key=True) or node.loc
             if port not in cls.inputs:
+                unknown_port = True
                 errors.append(GraphError(f"node {name!r} ({node.type}) has no input {port!r}", port_loc,
                                          _ports(cls.inputs, "inputs")))
                 continue
@@ -201,7 +203,7 @@ def compile_plan(spec: GraphSpec, registry: Registry | None = None) -> Execution
                     edges.append(edge)
                     graph.add_edge(edge.source, edge.target, feedback=edge.feedback, loc=wire.loc)
         for port, declared in cls.inputs.items():
-            if declared.required and not node.inputs.get(port):
+            if declared.required and not node.inputs.get(port) and not unknown_port:
                 errors.append(GraphError(f"node {name!r} ({node.type}): required input {port!r} is not connected",
                                          locate(doc, ["nodes", name], key=True) or node.loc,
                                          f"inputs: {{{port}: node/port}} carrying {declared.type.__name__}"))
@@ -277,7 +279,7 @@ def _edge(spec: GraphSpec, enabled: dict[str, NodeSpec], classes: dict[str, type
         errors.append(GraphError(f"node {wire.source!r} ({source_cls.type_name}) has no output {wire.port!r}",
                                  wire.loc, _ports(source_cls.outputs, "outputs")))
         return None
-    produced = source_cls.outputs[wire.port].type
+    produced = effective_type(spec, enabled, classes, wire.source, wire.port, set())
     if not compatible(produced, accepted):
         errors.append(GraphError(
             f"type mismatch: {wire.source}/{wire.port} sends {produced.__name__} but "
@@ -301,6 +303,29 @@ def _edge(spec: GraphSpec, enabled: dict[str, NodeSpec], classes: dict[str, type
     return EdgePlan(source=wire.source, source_port=wire.port, target=wire.target, target_port=wire.target_port,
                     type_name=produced.__name__, queue=int(queue), policy=policy, feedback=wire.feedback,
                     policy_why=why)
+
+
+def effective_type(spec: GraphSpec, enabled: dict[str, NodeSpec], classes: dict[str, type[Node]], node: str,
+                   port: str, visiting: set[tuple[str, str]]) -> type[Message]:
+    """The type an output really carries: its declared type, or for ``follows`` outputs the most specific type
+    common to everything wired into the followed input."""
+    declared = classes[node].outputs[port]
+    follows = declared.follows
+    if follows is None or (node, port) in visiting:
+        return declared.type
+    visiting.add((node, port))
+    types: list[type[Message]] = []
+    for wire in enabled[node].inputs.get(follows, []):
+        source_cls = classes.get(wire.source)
+        if wire.source in enabled and source_cls is not None and wire.port in source_cls.outputs:
+            types.append(effective_type(spec, enabled, classes, wire.source, wire.port, visiting))
+    visiting.discard((node, port))
+    if not types:
+        return declared.type
+    common = types[0]
+    for other in types[1:]:
+        common = next(base for base in common.__mro__ if issubclass(other, base))
+    return common if issubclass(common, declared.type) else declared.type
 
 
 def _bundle(errors: list[GraphError]) -> GraphError | GraphErrors:

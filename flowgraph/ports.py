@@ -33,9 +33,12 @@ class Input(Generic[M]):
 class Output(Generic[M]):
     """A typed output port; on a running node instance the attribute is a :class:`BoundOutput`."""
 
-    def __init__(self, type: type[M] = Message, doc: str = "") -> None:  # type: ignore[assignment]
+    def __init__(self, type: type[M] = Message, doc: str = "", *, follows: str | None = None) -> None:  # type: ignore[assignment]
         self.type = type
         self.doc = doc
+        #: Name of an input whose upstream type this output carries (pass-through nodes): the compiler then
+        #: types the output as what actually arrives, so ``tick -> passthrough -> x`` still type-checks as Data.
+        self.follows = follows
         self.name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:

@@ -90,7 +90,7 @@ class _Loader(yaml.SafeLoader):
             return value
         where = _location(self.file, node.start_mark)
         substituted = _substitute(value, self.env, where)
-        if node.style is None and _ENV.fullmatch(value):
+        if node.style is None and substituted and _ENV.fullmatch(value):
             tag = self.resolve(yaml.ScalarNode, substituted, (True, False))
             if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
                        "tag:yaml.org,2002:null"):
@@ -199,6 +199,10 @@ def locate(document: Any, path: list[Any] | tuple[Any, ...], *, key: bool = Fals
     return best
 
 
+_TYPE_NAMES = {"object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+               "number": "a number", "boolean": "true or false", "null": "null"}
+
+
 def _schema_error_text(error: jsonschema.ValidationError) -> tuple[str, str, bool]:
     """(what is wrong, what was expected, whether to point at the key) for one schema error."""
     path = "/".join(str(p) for p in error.absolute_path) or "graph"
@@ -213,10 +217,20 @@ def _schema_error_text(error: jsonschema.ValidationError) -> tuple[str, str, boo
     if validator == "enum":
         return f"bad value {error.instance!r} for {path}", "one of " + ", ".join(map(repr, schema["enum"])), False
     if validator == "pattern":
-        what = "node/port" if "/" in schema["pattern"] else "a name of letters, digits, _ or -"
+        pattern = schema["pattern"]
+        if "cuda" in pattern:
+            what = "auto, cpu, cuda or cuda:N"
+        elif "/" in pattern:
+            what = "node/port"
+        else:
+            what = "a name of letters, digits, _ or -, starting with a letter or _"
+        if path == "nodes":
+            return f"bad node name {error.instance!r}", what, False
         return f"bad value {error.instance!r} for {path}", what, False
     if validator == "type":
-        return f"bad value {error.instance!r} for {path}", f"a {schema['type']}", False
+        return f"bad value {error.instance!r} for {path}", _TYPE_NAMES.get(str(schema["type"]), "another type"), False
+    if validator == "minProperties" and path == "nodes":
+        return "the graph has no nodes", "at least one node under nodes:", False
     if validator in ("minimum", "maximum", "exclusiveMinimum"):
         return f"bad value {error.instance!r} for {path}", f"{validator} {schema[validator]}", False
     if validator == "oneOf":

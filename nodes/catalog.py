@@ -9,4 +9,5 @@ BUILTIN: dict[str, str] = {
     "log": "flowgraph.nodes.core.utility:Log",
     "fail": "flowgraph.nodes.core.utility:Fail",
     "frames": "flowgraph.nodes.core.utility:Frames",
+    "frame_probe": "flowgraph.nodes.core.utility:FrameProbe",
 }

@@ -85,7 +85,7 @@ class Passthrough(Node):
 
     cheap = True
     inp = Input(Message)
-    out = Output(Message)
+    out = Output(Message, follows="inp")
 
     def process(self, msg: Message) -> Message:
         return msg
@@ -95,7 +95,7 @@ class Slow(Node):
     """Forwards messages after a fixed delay — a deliberately slow consumer for backpressure tests."""
 
     inp = Input(Message)
-    out = Output(Message)
+    out = Output(Message, follows="inp")
 
     @dataclass
     class Params:
@@ -141,6 +141,24 @@ class Collect(Node):
             self._file = None
 
 
+class FrameProbe(Node):
+    """Sink for video: counts frames and keeps their size and age (capture to arrival) for inspection."""
+
+    frames = Input(VideoFrame)
+
+    async def start(self) -> None:
+        from flowgraph.metrics import Samples
+
+        self.count = 0
+        self.size: tuple[int, int] | None = None
+        self.age = Samples()
+
+    async def process(self, frame: VideoFrame) -> None:
+        self.count += 1
+        self.size = (frame.width, frame.height)
+        self.age.add(frame.age())
+
+
 class Log(Node):
     """Logs every Nth message's metadata at INFO."""
 
@@ -163,7 +181,7 @@ class Fail(Node):
     """Raises on chosen messages (fault injection for failure-policy tests); forwards the others."""
 
     inp = Input(Message)
-    out = Output(Message)
+    out = Output(Message, follows="inp")
 
     @dataclass
     class Params:
