@@ -193,10 +193,13 @@ class Tracks(Message):
 
 @dataclass(slots=True, kw_only=True, eq=False)
 class Pose:
-    """Keypoints of one person: ``keypoints`` is a list of ``(x, y, score)`` in frame pixels."""
+    """Keypoints of one person: ``keypoints`` is a list of ``(x, y, score)`` in frame pixels.
+
+    A keypoint the model was not confident about is ``None`` (``null`` on the wire): gated, never guessed.
+    """
 
     track_id: int | None
-    keypoints: list[tuple[float, float, float]]
+    keypoints: list[tuple[float, float, float] | None]
     skeleton: str = "blazepose33"
     bbox: tuple[float, float, float, float] | None = None
     joint_angles: dict[str, float | None] = field(default_factory=dict)
@@ -207,7 +210,8 @@ class Pose:
             "track_id": self.track_id,
             "skeleton": self.skeleton,
             "bbox": None if self.bbox is None else [round(float(v), 2) for v in self.bbox],
-            "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 3)] for x, y, s in self.keypoints],
+            "keypoints": [None if k is None else [round(float(k[0]), 2), round(float(k[1]), 2), round(float(k[2]), 3)]
+                          for k in self.keypoints],
             "joint_angles": {k: None if v is None else round(float(v), 2) for k, v in self.joint_angles.items()},
             "metrics": self.metrics,
         }
