@@ -150,7 +150,10 @@ class Node:
     # -- introspection used by the compiler and runtime ------------------------------------------------------
     @classmethod
     def is_source(cls) -> bool:
-        return not cls.inputs and cls.run is not Node.run
+        """A node with a ``run`` method. It may still have inputs (e.g. a ``control`` feedback port): their
+        messages are handled by ``on_<port>`` beside ``run``; an ``async def`` handler runs on the loop even when
+        ``run`` is a blocking generator, so it is not queued behind the worker thread."""
+        return cls.run is not Node.run
 
     @classmethod
     def handler_name(cls, port: str) -> str | None:
@@ -169,6 +172,10 @@ class Node:
     def summary(cls) -> str:
         doc = inspect.getdoc(cls) or ""
         return doc.splitlines()[0] if doc else ""
+
+    def counters(self) -> dict[str, Any]:
+        """Node-specific figures for metrics (packets, bytes, drops, reconnects ...); override to report them."""
+        return {}
 
     def run(self) -> Any:
         """Sources override this (``async def run`` or a generator ``def run``)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +41,7 @@ class NodeRunner:
         self._cuda: Any = None
         self._wakeup: asyncio.Future[None] | None = None
         self._handlers: dict[str, Callable[..., Any]] = {}
+        self._async_handlers: set[str] = set()
         self._sync = plan.cls.blocking()
         self._inline = plan.mode == "inline"
         self._default_output = next(iter(plan.cls.outputs)) if len(plan.cls.outputs) == 1 else None
@@ -82,6 +84,8 @@ class NodeRunner:
     async def setup(self) -> None:
         self._handlers = {port: getattr(self.node, self.plan.cls.handler_name(port) or "process")
                           for port in self.plan.cls.inputs}
+        self._async_handlers = {port for port, handler in self._handlers.items()
+                                if inspect.iscoroutinefunction(handler)}
         await self.node.setup()
 
     async def start(self) -> None:
@@ -144,7 +148,8 @@ class NodeRunner:
         self._notify()
 
     # -- consuming ------------------------------------------------------------------------------------------
-    async def _consume(self) -> None:
+    async def _consume(self, forever: bool = False) -> None:
+        """Handle queued input messages until every input ended (or, ``forever``, until cancelled)."""
         inputs = self.inputs
         count = len(inputs)
         loop = asyncio.get_running_loop()
@@ -160,7 +165,7 @@ class NodeRunner:
             turn += 1
             if progressed:
                 continue
-            if all(channel.ended or feedback for _, channel, feedback in inputs):
+            if not forever and all(channel.ended or feedback for _, channel, feedback in inputs):
                 return
             self._wakeup = loop.create_future()
             await self._wakeup
@@ -171,7 +176,7 @@ class NodeRunner:
         handler = self._handlers[port]
         started = time.perf_counter()
         try:
-            if self._sync:
+            if self._sync and port not in self._async_handlers:
                 if self._inline:
                     result = handler(msg)
                 else:
@@ -224,6 +229,17 @@ class NodeRunner:
 
     # -- sources --------------------------------------------------------------------------------------------
     async def _run_source(self) -> None:
+        # a source's inputs (control feedback) are served beside run(), by a task this method owns
+        side = asyncio.create_task(self._consume(forever=True), name=f"inputs:{self.name}") if self.inputs else None
+        try:
+            await self._run_source_body()
+        finally:
+            if side is not None:
+                side.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await side
+
+    async def _run_source_body(self) -> None:
         while True:
             try:
                 if self._sync:
