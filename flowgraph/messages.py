@@ -236,6 +236,9 @@ class Analytics(Message):
     payload: dict[str, Any] = field(default_factory=dict)
     #: True when a join deadline passed before every branch answered.
     partial: bool = False
+    #: Position in the stream's analytics ring buffer (set by ``fuse``/``ws_out``); -1 when not buffered.
+    #: WebSocket clients resume from it after a reconnect.
+    seq: int = -1
 
     def to_wire(self) -> dict[str, Any]:
         return {"type": self.type, "payload": self.payload}
