@@ -266,7 +266,6 @@ class NodeRunner:
                     await self._emit({port: msg})
                 else:
                     await self._emit(item)
-                self.stats.processed += 1
         finally:
             with contextlib.suppress(Exception):
                 await self.offload(generator.close)

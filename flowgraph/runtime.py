@@ -199,6 +199,8 @@ class Runtime:
         for name, runner in self.runners.items():
             stats = runner.stats
             node_plan = runner.plan
+            if node_plan.source:  # a source's work is what it emitted
+                stats.processed = sum(out.sent for out in runner.node._outputs.values())
             nodes[name] = {
                 "type": node_plan.node_type,
                 "stage": node_plan.stage,

@@ -193,7 +193,7 @@ class Fail(Node):
         self.starts = getattr(self, "starts", 0) + 1
         if self.starts <= self.params.on_start:
             raise RuntimeError(f"injected start failure {self.starts}")
-        self._n = 0
+        self._n = getattr(self, "_n", 0)  # counts across restarts, so `first: N` fails only N messages
 
     async def process(self, msg: Message) -> None:
         self._n += 1
