@@ -10,4 +10,6 @@ BUILTIN: dict[str, str] = {
     "fail": "flowgraph.nodes.core.utility:Fail",
     "frames": "flowgraph.nodes.core.utility:Frames",
     "frame_probe": "flowgraph.nodes.core.utility:FrameProbe",
+    # viewers
+    "webrtc_out": "flowgraph.nodes.webrtc.node:WebRTCOut",
 }

@@ -1,0 +1,180 @@
+"""HTTP signalling: ``POST /api/stream/connect`` (the platform's JSON contract), WHEP, stats and the viewer page.
+
+Several ``webrtc_out`` nodes may share one graph server; the first registers the routes and a :class:`Router`
+(in ``ctx.services["webrtc"]``) sends each request to the node serving the requested stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import web
+
+from flowgraph.server import json_error
+
+from .errors import BadOffer, UnknownStream, ViewerRequestError
+
+if TYPE_CHECKING:
+    from flowgraph.server import GraphServer
+
+log = logging.getLogger("flowgraph.webrtc.signaling")
+
+WEB_DIR = Path(__file__).with_name("web")
+
+
+class Backend(Protocol):
+    """What a node offers the router: the viewers of some streams."""
+
+    name: str
+    max_sdp_bytes: int
+    default_stream: str
+
+    def known(self, stream_id: str) -> bool: ...
+    def stream_ids(self) -> list[str]: ...
+    async def connect(self, offer_sdp: str, stream_id: str) -> tuple[str, str]: ...
+    async def disconnect(self, viewer_id: str) -> None: ...
+    async def viewer_stats(self) -> dict[str, Any]: ...
+    def page_config(self) -> dict[str, Any]: ...
+
+
+def check_offer(sdp: Any, limit: int) -> str:
+    """Reject what cannot be an SDP offer before aiortc parses it (size, encoding, shape)."""
+    if isinstance(sdp, bytes):
+        try:
+            sdp = sdp.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadOffer("the offer is not UTF-8 text") from exc
+    if isinstance(sdp, dict):  # a browser RTCSessionDescription passed as is
+        sdp = sdp.get("sdp")
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise BadOffer("missing offer: expected an SDP string")
+    if len(sdp) > limit:
+        raise BadOffer(f"the offer is {len(sdp)} bytes; the limit is {limit} (max_sdp_bytes)")
+    if not sdp.lstrip().startswith("v=0"):
+        raise BadOffer("the offer is not SDP (it must start with 'v=0')")
+    if "\nm=video " not in sdp.replace("\r\n", "\n"):
+        raise BadOffer("the offer has no video m-line (m=video ...)")
+    return sdp
+
+
+class Router:
+    """Routes viewer requests to the node that serves the stream."""
+
+    def __init__(self) -> None:
+        self.backends: list[Backend] = []
+        self.viewers: dict[str, Backend] = {}
+
+    def add(self, backend: Backend) -> None:
+        self.backends.append(backend)
+
+    def stream_ids(self) -> list[str]:
+        return sorted({s for b in self.backends for s in b.stream_ids()})
+
+    def resolve(self, stream_id: str | None) -> tuple[Backend, str]:
+        if not self.backends:
+            raise UnknownStream("no webrtc_out node is running")
+        if not stream_id:
+            first = self.backends[0]
+            stream_id = first.default_stream or next(iter(first.stream_ids()), "default")
+        for backend in self.backends:
+            if backend.known(stream_id):
+                return backend, stream_id
+        known = ", ".join(self.stream_ids()) or "none yet"
+        raise UnknownStream(f"unknown stream {stream_id!r} (known: {known})")
+
+    async def connect(self, offer: Any, stream_id: str | None) -> tuple[str, str, str]:
+        backend, stream_id = self.resolve(stream_id)
+        sdp = check_offer(offer, backend.max_sdp_bytes)
+        viewer_id, answer = await backend.connect(sdp, stream_id)
+        self.viewers[viewer_id] = backend
+        return stream_id, viewer_id, answer
+
+    async def disconnect(self, viewer_id: str) -> None:
+        backend = self.viewers.pop(viewer_id, None)
+        if backend is None:
+            raise web.HTTPNotFound(reason=f"no viewer {viewer_id!r}")
+        await backend.disconnect(viewer_id)
+
+    # -- handlers -------------------------------------------------------------------------------------------
+    async def handle_connect(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return json_error(400, "expected a JSON body {\"offer\": sdp, \"stream_id\"?: id}")
+        if not isinstance(body, dict):
+            return json_error(400, "expected a JSON object {\"offer\": sdp, \"stream_id\"?: id}")
+        stream_id = body.get("stream_id")
+        if stream_id is not None and not isinstance(stream_id, str):
+            return json_error(400, "stream_id must be a string")
+        try:
+            stream_id, viewer_id, answer = await self.connect(body.get("offer"), stream_id)
+        except ViewerRequestError as exc:
+            return json_error(exc.status, exc.message)
+        return web.json_response({"answer": answer, "type": "answer", "stream_id": stream_id,
+                                  "viewer_id": viewer_id, "location": f"/whep/{stream_id}/{viewer_id}"})
+
+    async def handle_whep(self, request: web.Request) -> web.Response:
+        stream_id = request.match_info["stream_id"]
+        if request.content_type != "application/sdp":
+            return json_error(415, "WHEP offers must be sent as Content-Type: application/sdp")
+        try:
+            stream_id, viewer_id, answer = await self.connect(await request.read(), stream_id)
+        except ViewerRequestError as exc:
+            return json_error(exc.status, exc.message)
+        location = f"/whep/{stream_id}/{viewer_id}"
+        return web.Response(status=201, text=answer, content_type="application/sdp",
+                            headers={"Location": location, "ETag": f'"{viewer_id}"'})
+
+    async def handle_whep_delete(self, request: web.Request) -> web.Response:
+        viewer_id = request.match_info["viewer_id"]
+        try:
+            await self.disconnect(viewer_id)
+        except web.HTTPNotFound:
+            return json_error(404, f"no viewer {viewer_id!r}")
+        except ViewerRequestError as exc:
+            return json_error(exc.status, exc.message)
+        return web.Response(status=200)
+
+    async def handle_stats(self, request: web.Request) -> web.Response:
+        merged: dict[str, Any] = {"streams": {}, "viewers": [], "nodes": {}}
+        for backend in self.backends:
+            stats = await backend.viewer_stats()
+            merged["streams"].update(stats.get("streams", {}))
+            merged["viewers"].extend(stats.get("viewers", []))
+            merged["nodes"][backend.name] = {k: v for k, v in stats.items() if k not in ("streams", "viewers")}
+        return web.json_response(merged)
+
+    async def handle_streams(self, request: web.Request) -> web.Response:
+        return web.json_response({"streams": self.stream_ids()})
+
+    async def handle_config(self, request: web.Request) -> web.Response:
+        config = self.backends[0].page_config() if self.backends else {}
+        return web.json_response({**config, "streams": self.stream_ids()})
+
+    async def handle_page(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def install_routes(server: GraphServer, services: dict[str, Any], *, page: bool) -> Router:
+    """The graph's router, registering the routes the first time (one set per graph server)."""
+    router: Router | None = services.get("webrtc")
+    if router is not None:
+        return router
+    router = services["webrtc"] = Router()
+    server.add_post("/api/stream/connect", router.handle_connect)
+    server.add_post("/whep/{stream_id}", router.handle_whep)
+    server.add_route("DELETE", "/whep/{stream_id}/{viewer_id}", router.handle_whep_delete)
+    server.add_get("/api/webrtc/stats", router.handle_stats)
+    server.add_get("/api/webrtc/streams", router.handle_streams)
+    server.add_get("/api/webrtc/config", router.handle_config)
+    server.add_static("/webrtc", str(WEB_DIR))
+    if page:
+        root_free = not server.has_route("GET", "/")
+        if root_free:
+            server.add_get("/", router.handle_page)
+        server.add_get("/watch", router.handle_page)
+        server.link("viewer", "/" if root_free else "/watch")
+    return router
