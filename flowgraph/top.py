@@ -55,7 +55,10 @@ async def watch_url(url: str, *, once: bool = False, period: float = 1.0) -> Non
                 return data
 
         if once:
-            Console().print(render(await fetch()))
+            import sys
+
+            console = Console() if sys.stdout.isatty() else Console(width=200)  # pipes get full rows
+            console.print(render(await fetch()))
             return
         with Live(render(await fetch()), refresh_per_second=4) as live:
             while True:

@@ -55,12 +55,14 @@ class Frames(Node):
         fps: float = param(30.0, "frames per second (0 = as fast as possible)", minimum=0)
         count: int = param(0, "stop after this many frames (0 = until stopped)", minimum=0)
         stream_id: str = param("default", "stream_id stamped on every frame")
-        pool: int = param(4, "distinct buffers cycled through (no per-frame allocation)", minimum=1, maximum=64)
+        pool: int = param(4, "distinct buffers cycled through; 0 = a freshly allocated buffer per frame",
+                          minimum=0, maximum=64)
 
     async def start(self) -> None:
         import numpy as np
 
         p = self.params
+        self._np = np
         self._buffers = [np.full((p.height, p.width, 3), i * 16 % 256, dtype=np.uint8) for i in range(p.pool)]
 
     async def run(self) -> None:
@@ -69,7 +71,11 @@ class Frames(Node):
         start = time.monotonic()
         n = 0
         while not self.stopping and (p.count == 0 or n < p.count):
-            image = self._buffers[n % len(self._buffers)]
+            if self._buffers:
+                image = self._buffers[n % len(self._buffers)]
+            else:
+                image = self._np.empty((p.height, p.width, 3), dtype=self._np.uint8)
+                image[0, 0] = n % 256
             await self.frames.send(VideoFrame(image=image, stream_id=p.stream_id, frame_id=n, pts=n))
             n += 1
             if period:
