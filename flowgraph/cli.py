@@ -157,12 +157,6 @@ def cmd_top(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import main as bench_main
-
-    return bench_main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowgraph", description="Live video + CV platforms from YAML graphs.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG shows per-frame processing times")
@@ -207,13 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="print one table and exit")
     p.set_defaults(func=cmd_top)
 
-    p = sub.add_parser("bench", help="run the benchmark suite and write a report")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the bench runner (see --help)")
-    p.set_defaults(func=cmd_bench)
+    sub.add_parser("bench", help="run the benchmark suite and write a report (flowgraph bench --help)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # the bench runner has its own options
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),

@@ -46,6 +46,7 @@ class NodeRunner:
         self._inline = plan.mode == "inline"
         self._default_output = next(iter(plan.cls.outputs)) if len(plan.cls.outputs) == 1 else None
         self._backoff = plan.on_error.backoff_s
+        self._last_failure = float("-inf")
         self.task: asyncio.Task[None] | None = None
         #: Runners fused into this one's stage: called inline, finished when this one finishes.
         self.fused_consumers: list[NodeRunner] = []
@@ -307,6 +308,10 @@ class NodeRunner:
             self.stats.state = "failed"
             self._on_fatal(error)
             raise _Fatal from exc
+        now = time.monotonic()
+        if now - self._last_failure > policy.backoff_max_s:  # healthy for a while: start the backoff afresh
+            self._backoff = policy.backoff_s
+        self._last_failure = now
         delay = self._backoff
         self._backoff = min(self._backoff * 2, policy.backoff_max_s)
         self.stats.restarts += 1

@@ -270,3 +270,15 @@ nodes:
     assert "<svg" in page and "/api/metrics" in page
     assert graph["edges"][0]["policy"] == "drop_oldest"
     assert missing[0] == 404 and missing[1]["error"] == "Not Found"
+
+
+async def test_per_frame_processing_time_is_logged_at_debug(plan, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="flowgraph.frames")
+    await run_to_end(plan("""
+nodes:
+  t: {node: tick, params: {hz: 0, count: 3, stream_id: cam1}}
+  c: {node: collect, inputs: {inp: t/out}}
+"""))
+    lines = [r.getMessage() for r in caplog.records if r.name == "flowgraph.frames"]
+    assert len(lines) == 3
+    assert lines[2].startswith("node=c port=inp stream=cam1 frame_id=2 process_ms=")
