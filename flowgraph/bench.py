@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         failures += code != 0
         print(f"      {status} in {seconds:.0f} s", flush=True)
         (out / f"{script.stem}.txt").write_text(output, encoding="utf-8")
-        sections.append(f"## {script.stem}\n\n{describe(script)}\n\n{status}, {seconds:.0f} s\n\n```\n{output.strip()}\n```\n")
+        sections.append(f"## {script.stem}\n\n{describe(script)}\n\n{status}, {seconds:.0f} s\n\n"
+                        f"```\n{output.strip()}\n```\n")
     header = (f"# flowgraph benchmark report\n\n{dt.datetime.now().isoformat(timespec='seconds')} · "
               f"{os.cpu_count()} CPUs · Python {sys.version.split()[0]}\n\n")
     images = sorted(p.name for p in out.glob("*.png"))
