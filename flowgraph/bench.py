@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, env=env)
             output, code = result.stdout + (("\n" + result.stderr) if result.returncode else ""), result.returncode
         except subprocess.TimeoutExpired as exc:
-            output, code = f"{exc.stdout or ''}\n(timed out after {args.timeout:.0f} s)", 124
+            partial = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+            output, code = f"{partial}\n(timed out after {args.timeout:.0f} s)", 124
         seconds = time.monotonic() - started
         status = "ok" if code == 0 else f"exit {code}"
         failures += code != 0
