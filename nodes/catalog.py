@@ -10,6 +10,11 @@ BUILTIN: dict[str, str] = {
     "fail": "flowgraph.nodes.core.utility:Fail",
     "frames": "flowgraph.nodes.core.utility:Frames",
     "frame_probe": "flowgraph.nodes.core.utility:FrameProbe",
+    # analysis
+    "vibrio": "flowgraph.nodes.vibrio.node:Vibrio",
+    # media
+    "ingest": "flowgraph.nodes.media.ingest:Ingest",
+    "decode": "flowgraph.nodes.media.decode:Decode",
     # viewers
     "webrtc_out": "flowgraph.nodes.webrtc.node:WebRTCOut",
 }
