@@ -1,0 +1,71 @@
+"""The ``decode`` node: H.264 packets to pictures, in the node's worker thread (PyAV releases the GIL).
+
+On the CPU a frame is converted (and resized, when asked) by one swscale pass straight into the array that is
+handed on: ``VideoFrame.image`` is a view of that buffer, ``VideoFrame.source`` keeps the decoder's own YUV frame
+for consumers that want planes. Placed on CUDA, the decoder asks FFmpeg for NVDEC (``hwaccel``) and the picture
+becomes a ``(3, H, W)`` uint8 torch tensor on the node's device, uploaded from pinned memory — that path cannot be
+exercised on this machine (no GPU) and is kept as written.
+
+A corrupt packet (decoder error, or a frame FFmpeg marks corrupt) never fails the node: it is counted, and
+pictures are withheld until the next keyframe so nobody analyses smeared references. A decoder that joins
+mid-stream likewise waits for a keyframe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from flowgraph.messages import Packet, VideoFrame
+from flowgraph.node import Node
+from flowgraph.params import param
+from flowgraph.ports import Input, Output
+
+
+class Decode(Node):
+    """Decodes H.264 packets into RGB pictures (numpy on CPU, torch on CUDA)."""
+
+    packets = Input(Packet, "H.264 Annex-B access units")
+    frames = Output(VideoFrame, "decoded pictures with the packet's stream_id/frame_id/pts/t_capture")
+    gpu = True
+
+    @dataclass
+    class Params:
+        width: int = param(0, "resize to this width (0 = source width; keeps aspect when only height is set)",
+                           minimum=0, maximum=7680)
+        height: int = param(0, "resize to this height (0 = source height; keeps aspect when only width is set)",
+                            minimum=0, maximum=4320)
+        format: Literal["rgb24", "bgr24"] = param("rgb24", "pixel order of VideoFrame.image")
+        thread_type: Literal["AUTO", "SLICE", "FRAME", "NONE"] = param(
+            "AUTO", "FFmpeg decoder threading: FRAME/AUTO add a frame of delay per thread, SLICE adds none")
+        threads: int = param(0, "decoder threads (0 = FFmpeg's choice)", minimum=0, maximum=64)
+        keep_source: bool = param(True, "keep the decoder's YUV frame in VideoFrame.source")
+        hwaccel: Literal["auto", "none"] = param("auto", "auto = NVDEC when the node is placed on CUDA")
+
+    async def start(self) -> None:
+        from .decoder import StreamDecoder
+
+        self._decoder_cls = StreamDecoder
+        self._decoders: dict[str, StreamDecoder] = {}
+
+    def process(self, packet: Packet) -> list[VideoFrame] | None:  # type: ignore[override]
+        decoder = self._decoders.get(packet.stream_id)
+        if decoder is None:
+            p = self.params
+            decoder = self._decoders[packet.stream_id] = self._decoder_cls(
+                width=p.width, height=p.height, format=p.format, thread_type=p.thread_type, threads=p.threads,
+                keep_source=p.keep_source, device=self.device if p.hwaccel == "auto" else "cpu")
+        frames = decoder.decode(packet)
+        return frames or None
+
+    async def flush(self) -> None:
+        for decoder in self._decoders.values():
+            for frame in await self.offload(decoder.flush):
+                await self.frames.send(frame)
+
+    def counters(self) -> dict[str, Any]:
+        totals: dict[str, Any] = {}
+        for decoder in list(getattr(self, "_decoders", {}).values()):
+            for key, value in decoder.counters().items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
