@@ -12,9 +12,9 @@ BUILTIN: dict[str, str] = {
     "frame_probe": "flowgraph.nodes.core.utility:FrameProbe",
     # analysis
     "vibrio": "flowgraph.nodes.vibrio.node:Vibrio",
+    # viewers
+    "webrtc_out": "flowgraph.nodes.webrtc.node:WebRTCOut",
     # media
     "ingest": "flowgraph.nodes.media.ingest:Ingest",
     "decode": "flowgraph.nodes.media.decode:Decode",
-    # viewers
-    "webrtc_out": "flowgraph.nodes.webrtc.node:WebRTCOut",
 }
