@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,17 +64,31 @@ class NodeStats:
 
 
 class RateMeter:
-    """Turns monotonically growing counters into per-second rates between two snapshots."""
+    """Per-second rates of growing counters over a sliding window of a few seconds.
 
-    def __init__(self) -> None:
-        self._last: dict[str, tuple[float, int]] = {}
+    Any number of observers may ask at any frequency: samples are kept at most every ``step`` seconds and the rate
+    is taken against the oldest sample in the window, so two clients polling alternately still see a steady rate.
+    """
+
+    def __init__(self, window: float = 3.0, step: float = 0.25) -> None:
+        self.window = window
+        self.step = step
+        #: When every counter was zero (the run's start): the first answer is the rate since then.
+        self.origin: float | None = None
+        self._samples: dict[str, deque[tuple[float, int]]] = {}
 
     def rate(self, key: str, count: int, now: float) -> float:
-        previous = self._last.get(key)
-        self._last[key] = (now, count)
-        if previous is None or now <= previous[0]:
+        samples = self._samples.get(key)
+        if samples is None:
+            samples = self._samples[key] = deque([(self.origin, 0)] if self.origin is not None else [])
+        if not samples or now - samples[-1][0] >= self.step:
+            samples.append((now, count))
+        while len(samples) > 2 and now - samples[1][0] >= self.window:
+            samples.popleft()
+        oldest_time, oldest_count = samples[0]
+        if now - oldest_time < self.step:
             return 0.0
-        return round((count - previous[1]) / (now - previous[0]), 2)
+        return round((count - oldest_count) / (now - oldest_time), 2)
 
 
 def prometheus_lines(snapshot: dict[str, Any]) -> str:

@@ -121,6 +121,7 @@ class Runtime:
                     self._server().extra_ports.append(self.metrics_port)
                 await self._server().start()
             self.started_at = time.monotonic()
+            self._rates.origin = self.started_at
             for name in reversed(self.plan.order):
                 if not self.runners[name].fused:
                     tasks.append(self.runners[name].launch())

@@ -84,13 +84,13 @@ def layout(plan: ExecutionPlan) -> dict[str, tuple[float, float]]:
     for x, generation in enumerate(nx.topological_generations(graph)):
         members = sorted(generation, key=plan.order.index)
         for y, name in enumerate(members):
-            positions[name] = (40 + x * 260, 40 + y * 120)
+            positions[name] = (40 + x * 360, 60 + y * 130)
     return positions
 
 
 def _svg(plan: ExecutionPlan) -> tuple[str, int, int]:
     pos = layout(plan)
-    width = int(max(x for x, _ in pos.values()) + 240)
+    width = int(max(x for x, _ in pos.values()) + 220)
     height = int(max(y for _, y in pos.values()) + 110)
     parts = []
     for i, edge in enumerate(plan.edges):
@@ -104,11 +104,11 @@ def _svg(plan: ExecutionPlan) -> tuple[str, int, int]:
             path = f"M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}"
         dash = ' stroke-dasharray="5,4"' if edge.feedback else ""
         label = html.escape(f"{edge.type_name} · {edge.policy} q={edge.queue}" + (" · fused" if edge.fused else ""))
-        lx, ly = (sx + tx) / 2, (sy + ty) / 2 - 6
+        lx, ly = (sx + tx) / 2, (sy + ty) / 2 - 18
         parts.append(
             f'<path d="{path}" fill="none" stroke="#64748b" stroke-width="1.5" marker-end="url(#arrow)"{dash}/>'
-            f'<text x="{lx}" y="{ly}" class="edge">{label}</text>'
-            f'<text x="{lx}" y="{ly + 13}" class="live" id="edge-{i}"></text>')
+            f'<text x="{lx}" y="{ly}" class="edge halo">{label}</text>'
+            f'<text x="{lx}" y="{ly + 12}" class="live halo" id="edge-{i}"></text>')
     for name in plan.order:
         node = plan.nodes[name]
         x, y = pos[name]
@@ -130,6 +130,7 @@ _PAGE = """<!doctype html>
  h1 { font-size: 18px; margin: 0 0 4px; } #status { color: #475569; font-size: 13px; margin-bottom: 8px; }
  svg text { font-family: system-ui, sans-serif; text-anchor: middle; }
  .name { font-weight: 600; font-size: 13px; } .kind { font-size: 10px; fill: #334155; }
+ .halo { paint-order: stroke; stroke: #f8fafc; stroke-width: 4px; }
  .edge { font-size: 10px; fill: #475569; } .live { font-size: 10px; fill: #b45309; font-weight: 600; }
  .legend span { display: inline-block; padding: 2px 8px; margin-right: 6px; border-radius: 6px; font-size: 12px; }
 </style></head><body>

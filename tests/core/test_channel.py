@@ -83,3 +83,15 @@ def test_notify_called_on_offer_and_close() -> None:
     channel.offer(1)
     channel.close()
     assert len(calls) == 2
+
+
+def test_rate_meter_windows_and_origin() -> None:
+    from flowgraph.metrics import RateMeter
+
+    meter = RateMeter(window=3.0, step=0.25)
+    meter.origin = 0.0
+    assert meter.rate("k", 50, 1.0) == 50.0  # since the origin
+    assert meter.rate("k", 60, 1.1) == round(60 / 1.1, 2)  # a quick second observer still sees a real rate
+    for t in range(2, 10):
+        rate = meter.rate("k", 100 * t, float(t))
+    assert rate == 100.0  # the window slid past the slow start
