@@ -12,6 +12,7 @@ BUILTIN: dict[str, str] = {
     "frame_probe": "flowgraph.nodes.core.utility:FrameProbe",
     # analysis
     "vibrio": "flowgraph.nodes.vibrio.node:Vibrio",
+    "moriarty": "flowgraph.nodes.moriarty.node:Moriarty",
     # viewers
     "webrtc_out": "flowgraph.nodes.webrtc.node:WebRTCOut",
     # media
