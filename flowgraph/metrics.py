@@ -61,6 +61,8 @@ class NodeStats:
     state: str = "created"
     last_error: str | None = None
     process_time: Samples = field(default_factory=Samples)
+    #: Seconds from the frame's capture (``Message.t_capture``) to this node picking the message up.
+    capture_age: Samples = field(default_factory=Samples)
 
 
 class RateMeter:

@@ -175,6 +175,9 @@ class NodeRunner:
     async def handle(self, port: str, msg: Any) -> None:
         """Process one message under the node's failure policy; also the entry point of fused edges."""
         handler = self._handlers[port]
+        captured = getattr(msg, "t_capture", None)
+        if captured is not None:
+            self.stats.capture_age.add(time.time() - captured)
         started = time.perf_counter()
         try:
             if self._sync and port not in self._async_handlers:

@@ -214,6 +214,7 @@ class Runtime:
                 "last_error": stats.last_error,
                 "rate_hz": self._rates.rate(f"n:{name}", stats.processed, now),
                 "process_ms": stats.process_time.summary_ms(),
+                "capture_age_ms": stats.capture_age.summary_ms(),
                 "counters": runner.node.counters(),
                 "outputs": {port: {"sent": out.sent, "rate_hz": self._rates.rate(f"o:{name}/{port}", out.sent, now)}
                             for port, out in runner.node._outputs.items()},

@@ -17,12 +17,13 @@ def _ms(value: float | None) -> str:
 
 def render(snapshot: dict[str, Any]) -> Group:
     nodes = Table(title=f"{snapshot['graph']} · up {snapshot['uptime_s']:.0f}s", expand=True)
-    for column in ("node", "type", "stage", "device", "state", "rate/s", "p50 ms", "p99 ms", "done", "errors"):
-        nodes.add_column(column, justify="right" if column in ("rate/s", "p50 ms", "p99 ms", "done", "errors")
-                         else "left")
+    numeric = ("rate/s", "p50 ms", "p99 ms", "age p50", "done", "errors")
+    for column in ("node", "type", "stage", "device", "state", *numeric):
+        nodes.add_column(column, justify="right" if column in numeric else "left")
     for name, n in snapshot["nodes"].items():
         nodes.add_row(name, n["type"], n["stage"], n["device"], n["state"], f"{n['rate_hz']:.1f}",
-                      _ms(n["process_ms"]["p50"]), _ms(n["process_ms"]["p99"]), str(n["processed"]),
+                      _ms(n["process_ms"]["p50"]), _ms(n["process_ms"]["p99"]),
+                      _ms(n.get("capture_age_ms", {}).get("p50")), str(n["processed"]),
                       str(n["errors"]) if not n["errors"] else f"[red]{n['errors']}[/red]")
     edges = Table(expand=True)
     for column in ("edge", "type", "policy", "depth", "rate/s", "age p50 ms", "age p99 ms", "drops"):
