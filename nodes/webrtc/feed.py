@@ -51,6 +51,12 @@ class ViewerFeed:
         self.last_frame: EncodedFrame | None = None
         self.meter = BitrateMeter()
         self.created = time.monotonic()
+        #: RTP timestamp origin the sender chose (learnt after its first frame), for the page's pts mapping.
+        self.rtp_origin: int | None = None
+        #: Called with (rtp_timestamp, frame) for live frames whose rtp→pts mapping changed, and every second.
+        self.on_sync: Callable[[int, EncodedFrame], None] | None = None
+        self._sync_offset: int | None = None
+        self._sync_time = 0.0
 
     # -- producer side (fan-out) -----------------------------------------------------------------------------
     def put(self, frame: EncodedFrame) -> None:
@@ -146,11 +152,20 @@ class ViewerFeed:
         from aiortc.rtcrtpsender import RTCEncodedFrame
 
         header_map = self.header_map
+        previous: list[int] = []
 
         async def next_encoded_frame(codec: Any) -> RTCEncodedFrame:
+            if self.rtp_origin is None and previous:
+                # the sender keeps the last RTP timestamp it sent = its random origin + our previous timestamp
+                last = getattr(sender, "_RTCRtpSender__rtp_timestamp", None)
+                if last is not None:
+                    self.rtp_origin = (last - previous[0]) & 0xFFFFFFFF
             frame, ts, burst = await self.next_frame()
+            previous[:] = [ts]
             if header_map is not None:
                 header_map.active = not burst
+            if not burst and self.rtp_origin is not None and self.on_sync is not None and frame.pts90 is not None:
+                self._maybe_sync((self.rtp_origin + ts) & 0xFFFFFFFF, frame)
             return RTCEncodedFrame(frame.payloads, ts, None)  # type: ignore[arg-type]
 
         original_rtcp = sender._handle_rtcp_packet
@@ -162,6 +177,15 @@ class ViewerFeed:
         sender._next_encoded_frame = next_encoded_frame
         sender._send_keyframe = on_pli
         sender._handle_rtcp_packet = handle_rtcp
+
+    def _maybe_sync(self, rtp_ts: int, frame: EncodedFrame) -> None:
+        offset = ((frame.pts90 or 0) - rtp_ts) & 0xFFFFFFFF
+        now = time.monotonic()
+        if offset != self._sync_offset or now - self._sync_time >= 1.0:
+            self._sync_offset = offset
+            self._sync_time = now
+            assert self.on_sync is not None
+            self.on_sync(rtp_ts, frame)
 
     def stats(self) -> dict[str, Any]:
         first = None if self.first_frame_time is None else round((self.first_frame_time - self.created) * 1000, 1)

@@ -96,6 +96,9 @@ class WebRTCOut(Node):
     def stream_ids(self) -> list[str]:
         return self._backend.stream_ids()
 
+    def viewers_of(self, stream_id: str) -> int:
+        return int(self._backend.viewers_of(stream_id))
+
     async def connect(self, offer_sdp: str, stream_id: str) -> tuple[str, str]:
         result = await self._backend.connect(offer_sdp, stream_id, known=True)
         self._report(stream_id)

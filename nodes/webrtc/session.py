@@ -58,12 +58,14 @@ class ViewerSession:
         self.pc: Any = None
         self.sender: Any = None
         self.channels: list[Any] = []
+        self.sync_channel: Any = None
         self.backlog: deque[str] = deque()
         self.analytics_sent = 0
         self.analytics_dropped = 0
         self.client_report: dict[str, Any] = {}
         self.connected_at: float | None = None
         self.closed = False
+        self.mdns_candidates = 0
         self.close_reason = ""
         self._on_closed = on_closed
         self._on_keyframe_needed = on_keyframe_needed
@@ -90,6 +92,7 @@ class ViewerSession:
             install_header_map(self.sender, self.header_map)
         self.rtcp = RtcpStats(self.sender._ssrc)
         self.feed.attach_sender(self.sender, on_pli=self._on_pli, on_rtcp=self.rtcp.on_packet)
+        offer_sdp, self.mdns_candidates = strip_mdns_candidates(offer_sdp)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except (ValueError, OperationError, InvalidAccessError, InvalidStateError) as exc:
@@ -100,6 +103,8 @@ class ViewerSession:
             raise BadOffer("the offer's video m-line does not receive video (direction must be recvonly or sendrecv)")
         if "m=application" in offer_sdp:
             self._add_channel(pc.createDataChannel("analytics", ordered=True))
+            self.sync_channel = pc.createDataChannel("sync", ordered=False, maxRetransmits=0)
+            self.feed.on_sync = self._send_sync
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         sdp: str = pc.localDescription.sdp
@@ -126,10 +131,23 @@ class ViewerSession:
             return
         with contextlib.suppress(ValueError):
             report = json.loads(message)
-            if isinstance(report, dict):
+            if isinstance(report, dict) and "ping" in report:
+                # clock offset estimate for the page: echo its time with ours
+                self._send_on(self.sync_channel, {"pong": report["ping"], "server_time": time.time()})
+            elif isinstance(report, dict):
                 self.client_report = {k: v for k, v in list(report.items())[:32]
                                       if isinstance(v, int | float | str | bool) or v is None}
                 self.client_report["received"] = time.time()
+
+    def _send_sync(self, rtp_ts: int, frame: Any) -> None:
+        self._send_on(self.sync_channel, {"rtp": rtp_ts, "pts90": frame.pts90, "frame_id": frame.frame_id,
+                                          "t_capture": frame.t_capture})
+
+    def _send_on(self, channel: Any, message: dict[str, Any]) -> None:
+        if channel is None or channel.readyState != "open" or channel.bufferedAmount > _HIGH_WATER:
+            return
+        with contextlib.suppress(Exception):
+            channel.send(json.dumps(message, separators=(",", ":")))
 
     def _on_pli(self) -> None:
         self._on_keyframe_needed("pli")
@@ -221,6 +239,14 @@ class _FeedTrack:
                 raise MediaStreamError("frames come from the viewer feed")
 
         return FeedTrack()
+
+
+def strip_mdns_candidates(sdp: str) -> tuple[str, int]:
+    """Drop ``.local`` (mDNS) host candidates: resolving one stalls aiortc's setRemoteDescription for about a
+    second, and the browser's connectivity checks reach us anyway (we learn its address as peer-reflexive)."""
+    lines = sdp.splitlines(keepends=True)
+    kept = [line for line in lines if not (line.startswith("a=candidate:") and ".local " in line)]
+    return "".join(kept), len(lines) - len(kept)
 
 
 def _offer_problem(exc: Exception) -> str:
