@@ -120,8 +120,9 @@ class Ingest(Node):
         try:
             self._publish_info(force=True)
             if source.is_async:
-                async for packet in source.packets():
-                    await self._emit(packet)
+                async with contextlib.aclosing(source.packets()) as packets:
+                    async for packet in packets:
+                        await self._emit(packet)
             else:
                 await self._pull_blocking(source)
         finally:
