@@ -97,7 +97,7 @@ class Page:
     async def screenshot(self, path: str | Path) -> Path:
         result = await self.send("Page.captureScreenshot", {"format": "png"})
         out = Path(path)
-        out.write_bytes(base64.b64decode(result["data"]))
+        await asyncio.to_thread(out.write_bytes, base64.b64decode(result["data"]))
         return out
 
     async def close(self) -> None:
@@ -129,7 +129,7 @@ class Chromium:
         await self.stop()
 
     async def start(self, timeout: float = 20.0) -> None:
-        if not Path(CHROMIUM).exists():
+        if not shutil.which(CHROMIUM):
             raise BrowserError(f"no Chromium at {CHROMIUM} (set FLOWGRAPH_CHROMIUM)")
         self.profile = tempfile.mkdtemp(prefix="fg-chromium-")
         args = [*FLAGS, *self.extra_flags, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
@@ -139,12 +139,12 @@ class Chromium:
             start_new_session=True)
         port_file = Path(self.profile) / "DevToolsActivePort"
         deadline = asyncio.get_running_loop().time() + timeout
-        while not (port_file.exists() and port_file.read_text().strip()):
+        while not await asyncio.to_thread(_port_written, port_file):
             if self.process.returncode is not None or asyncio.get_running_loop().time() > deadline:
                 await self.stop()
                 raise BrowserError("Chromium did not open its DevTools port")
             await asyncio.sleep(0.05)
-        port = port_file.read_text().splitlines()[0]
+        port = (await asyncio.to_thread(port_file.read_text)).splitlines()[0]
         self.endpoint = f"http://127.0.0.1:{port}"
         self._http = aiohttp.ClientSession()
 
@@ -185,3 +185,7 @@ class Chromium:
         if self.profile:
             shutil.rmtree(self.profile, ignore_errors=True)
             self.profile = ""
+
+
+def _port_written(path: Path) -> bool:
+    return path.exists() and bool(path.read_text().strip())

@@ -86,8 +86,8 @@ class WebRTCOut(Node):
         return str(self.params.default_stream)
 
     def known(self, stream_id: str) -> bool:
-        return self._backend.known(stream_id) or streams(self.ctx.services).known(stream_id) and \
-            self._serves(stream_id)
+        return self._backend.known(stream_id) or (streams(self.ctx.services).known(stream_id) and \
+            self._serves(stream_id))
 
     def _serves(self, stream_id: str) -> bool:
         """A stream announced by another node (e.g. ingest) is ours when we are the only webrtc_out."""
@@ -128,7 +128,7 @@ class WebRTCOut(Node):
             allow_loopback_candidates()
         delay = tuple(p.playout_delay_ms) if p.playout_delay_ms else None
         self.hub_config = HubConfig(
-            session=SessionConfig(ice_servers=list(p.ice_servers), playout_delay=delay,  # type: ignore[arg-type]
+            session=SessionConfig(ice_servers=list(p.ice_servers), playout_delay=delay,
                                   analytics_backlog=p.analytics_backlog, feed_limit=p.gop_frames + 100),
             join=p.join, max_viewers=p.max_viewers, viewer_timeout_s=p.viewer_timeout_s, gop_frames=p.gop_frames,
             abr=AbrPolicy(target_latency_ms=p.target_latency_ms))
@@ -147,12 +147,12 @@ class WebRTCOut(Node):
         self._control_task = asyncio.create_task(self._send_controls(), name=f"{self.name}:control")
 
     async def stop(self) -> None:
-        task = getattr(self, "_control_task", None)
+        task: asyncio.Task[None] | None = getattr(self, "_control_task", None)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            self._control_task = None
+            del self._control_task
         backend = getattr(self, "_backend", None)
         if backend is not None:
             await backend.stop()

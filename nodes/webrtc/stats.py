@@ -50,7 +50,8 @@ class RtcpStats:
     def summary(self) -> dict[str, Any]:
         return {
             "fraction_lost": round(self.fraction_lost, 4), "packets_lost": self.packets_lost,
-            "jitter_ms": round(self.jitter_ms, 2), "remb_kbps": None if self.remb_bps is None else self.remb_bps // 1000,
+            "jitter_ms": round(self.jitter_ms, 2),
+            "remb_kbps": None if self.remb_bps is None else self.remb_bps // 1000,
             "plis": self.plis, "nacks": self.nacks, "rtcp_reports": self.reports,
             "last_rtcp_s_ago": round(time.monotonic() - self.last_heard, 2),
         }

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from fractions import Fraction
 
 from aiortc import rtp
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
-
 from flowgraph.nodes.webrtc.fanout import StreamFanout
 from flowgraph.nodes.webrtc.feed import ViewerFeed
 from flowgraph.nodes.webrtc.h264 import NAL_PPS, NAL_SPS, is_keyframe, nal_types, parameter_sets, with_parameter_sets
@@ -50,7 +50,7 @@ async def test_gop_cache_burst_has_compressed_then_real_timestamps() -> None:
     bursts = [b for _, _, b in got]
     assert frames[0].keyframe and [f.frame_id for f in frames] == list(range(30, 37))
     assert bursts == [True] * 5 + [False] * 2
-    steps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    steps = [b - a for a, b in itertools.pairwise(stamps)]
     assert steps[:4] == [90] * 4, "cached frames are 1 ms apart"
     assert steps[4:] == [3000, 3000], "live frames keep the source's 1/30 s spacing"
     assert feed.stats()["burst_frames"] == 5

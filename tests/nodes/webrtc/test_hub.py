@@ -11,7 +11,6 @@ from typing import Any
 
 import aiohttp
 import psutil
-
 from flowgraph.nodes.webrtc.browser import Chromium
 from flowgraph.nodes.webrtc.session import SessionConfig, ViewerSession
 
@@ -110,7 +109,9 @@ async def test_vanished_browser_is_cleaned_up_within_seconds() -> None:
             assert browser.process is not None
             os.killpg(browser.process.pid, signal.SIGKILL)  # no goodbye: no BYE, no DTLS close, no DELETE
             gone = time.monotonic()
-            while hub.sessions and time.monotonic() - gone < 10:
+            for _ in range(50):
+                if not hub.sessions:
+                    break
                 await asyncio.sleep(0.2)
             assert not hub.sessions, "a vanished viewer is still registered"
             assert time.monotonic() - gone < 5

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from flowgraph.nodes.webrtc.browser import Chromium
+from PIL import Image
 
 from .conftest import graph
 
