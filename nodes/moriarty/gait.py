@@ -62,7 +62,7 @@ class GaitConfig:
     cutoff_hz: float = 8.0  # low-pass of the ankle tracks
     min_stride_s: float = 0.4  # shortest stride of one foot (~300 steps/min)
     max_stride_s: float = 2.5  # longer gaps than this are not one stride
-    contact_level: float = 0.25  # contact threshold, as a fraction between low and high speed
+    contact_level: float = 0.15  # contact threshold, as a fraction between low and high speed
     min_valid: float = 0.7  # share of samples with both ankles visible needed to analyse
 
 

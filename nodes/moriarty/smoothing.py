@@ -68,7 +68,8 @@ def resample_uniform(times: np.ndarray, values: np.ndarray, rate_hz: float) -> t
     values = np.asarray(values, dtype=np.float64)
     if len(times) < 2:
         return times.copy(), values.copy()
-    grid = np.arange(times[0], times[-1] + 0.5 / rate_hz, 1.0 / rate_hz)
+    count = int(np.floor((times[-1] - times[0]) * rate_hz + 1e-6)) + 1
+    grid = np.minimum(times[0] + np.arange(count) / rate_hz, times[-1])  # no rounding past the last sample
     flat = values.reshape(len(times), -1)
     out = np.full((len(grid), flat.shape[1]), np.nan)
     for d in range(flat.shape[1]):
