@@ -21,7 +21,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33, COCO17
 
 
@@ -88,7 +87,8 @@ class Gait:
     def world(self, t: float) -> dict[str, np.ndarray]:
         """Named joints in metres for time ``t``; plus the contact state of each foot."""
         phase = t / self.period + self.phase0
-        hip = np.array([self.speed_mps * t, self.hip_h - self.bounce_m * math.cos(2 * math.pi * (2 * phase - self.duty))])
+        bob = self.bounce_m * math.cos(2 * math.pi * (2 * phase - self.duty))
+        hip = np.array([self.speed_mps * t, self.hip_h - bob])
         pts: dict[str, np.ndarray] = {}
         lean = math.radians(self.lean_deg)
         up = np.array([math.sin(lean), math.cos(lean)])

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
 from flowgraph.nodes.moriarty.biomech import MotionConfig, PersonMotion
-from flowgraph.nodes.moriarty.gait import analyse_gait, stride_period, GaitConfig
+from flowgraph.nodes.moriarty.gait import GaitConfig, analyse_gait, stride_period
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33, gate
 
 WALK = dict(cadence_spm=110, speed_mps=1.4, duty=0.62, lift_m=0.2, lean_deg=2, elbow_deg=150)
