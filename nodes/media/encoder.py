@@ -87,10 +87,12 @@ class H264Encoder:
         """Make the next encoded frame an IDR (with SPS/PPS)."""
         self._force_key = True
 
-    def encode(self, image: np.ndarray | av.VideoFrame, pts: int) -> list[tuple[bytes, int, bool]]:
-        """Encode one picture at ``pts`` (1/90000 s); returns ``(annexb, pts, keyframe)`` per packet out."""
+    def encode(self, image: np.ndarray | av.VideoFrame, pts: int,
+               format: str = "rgb24") -> list[tuple[bytes, int, bool]]:
+        """Encode one picture (numpy ``(H, W, 3)`` in ``format``, or an ``av.VideoFrame``) at ``pts``
+        (1/90000 s); returns ``(annexb, pts, keyframe)`` per packet out. A picture of another size is scaled."""
         if isinstance(image, np.ndarray):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame = av.VideoFrame.from_ndarray(image, format=format)
         else:
             frame = image
         frame.pts = pts
