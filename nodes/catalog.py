@@ -18,4 +18,6 @@ BUILTIN: dict[str, str] = {
     # media
     "ingest": "flowgraph.nodes.media.ingest:Ingest",
     "decode": "flowgraph.nodes.media.decode:Decode",
+    "encode": "flowgraph.nodes.media.encode:Encode",
+    "record": "flowgraph.nodes.media.record:Record",
 }
