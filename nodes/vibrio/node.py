@@ -100,7 +100,7 @@ class Vibrio(Node):
                                      minimum=0, maximum=1)
         new_track_threshold: float = param(0.6, "tracker: score to start a track", minimum=0, maximum=1)
         min_hits: int = param(3, "tracker: detections before a track is reported", minimum=1)
-        max_lost_s: float = param(1.0, "tracker: seconds a lost track waits to be found again", minimum=0)
+        max_lost_s: float = param(2.0, "tracker: seconds a lost track waits to be found again", minimum=0)
         calibration: list[dict[str, Any]] = param([], schema=CALIBRATION_SCHEMA)
         person_height_m: float = param(1.75, "assumed person height when uncalibrated", minimum=0.5, maximum=2.5)
         context: Literal["walking", "running", "football", "cycling", "generic"] = param(

@@ -85,8 +85,9 @@ class TrackMotion:
 
 
 def heading_deg(vx: float, vy: float) -> float:
-    """Direction of travel in degrees, 0 = world +X, counter-clockwise towards +Y, in [0, 360)."""
-    return math.degrees(math.atan2(vy, vx)) % 360.0
+    """Direction of travel in degrees: 0 = world +X, 90 = world +Y, range (-180, 180] (synth's convention)."""
+    angle = math.degrees(math.atan2(vy, vx))
+    return 180.0 if angle == -180.0 else angle
 
 
 def fit_velocity(samples: np.ndarray, order: int) -> tuple[np.ndarray, float]:

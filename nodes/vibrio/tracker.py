@@ -45,7 +45,11 @@ class TrackerConfig:
     #: Lost tracks are matched by centre distance up to this many box heights.
     recover_distance: float = 0.75
     min_hits: int = 3
-    max_lost_s: float = 1.0
+    max_lost_s: float = 2.0
+    #: Mahalanobis gate (χ² with 4 degrees of freedom; 9.49 = 95 %) on the Kalman prediction; 0 disables.
+    gate_chi2: float = 9.4877
+    #: Also try low-score detections against lost tracks (a person stepping out from behind something).
+    low_recover: bool = True
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -116,14 +120,27 @@ class Tracklet:
         kf.predict()
 
     def update(self, detection: np.ndarray, now: float) -> None:
-        h = max(self.kf.x[3, 0], 1.0)
-        self.kf.R = np.diag(np.square([_POS_STD * h, _POS_STD * h, 1e-1, _POS_STD * h]))
+        self.kf.R = self._measurement_noise()
         self.kf.update(_xyah(detection).reshape(4, 1))
         self.score = float(detection[4])
         self.last_box = detection[:4].copy()
         self.last_seen = now
         self.hits += 1
         self.missed = 0
+
+    def _measurement_noise(self) -> np.ndarray:
+        h = max(self.kf.x[3, 0], 1.0)
+        return np.diag(np.square([_POS_STD * h, _POS_STD * h, 1e-1, _POS_STD * h]))
+
+    def mahalanobis(self, detections: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of each detection (M, 4+) from the predicted measurement."""
+        if len(detections) == 0:
+            return np.zeros(0)
+        kf = self.kf
+        innovation_cov = kf.H @ kf.P @ kf.H.T + self._measurement_noise()
+        z = np.array([_xyah(d) for d in detections])
+        diff = z - (kf.H @ kf.x)[:, 0]
+        return np.einsum("ij,ij->i", diff @ np.linalg.inv(innovation_cov), diff)
 
     @property
     def box(self) -> np.ndarray:
@@ -172,7 +189,7 @@ class ByteTracker:
 
         # 1. confident detections ↔ confirmed and lost tracks, by IoU
         boxes = np.array([t.box for t in pool]).reshape(-1, 4)
-        pairs, free_tracks, free_high = assign(1 - iou_matrix(boxes, high), 1 - c.match_iou)
+        pairs, free_tracks, free_high = assign(self._gated(pool, high, 1 - iou_matrix(boxes, high)), 1 - c.match_iou)
         for ti, di in pairs:
             self._matched(pool[ti], high[di], now)
             matched.add(id(pool[ti]))
@@ -185,14 +202,21 @@ class ByteTracker:
             self._matched(recent[ti], low[di], now)
             matched.add(id(recent[ti]))
 
-        # 3. lost tracks ↔ remaining confident detections, by centre distance relative to the track's height
+        # 3. lost tracks ↔ remaining detections, by centre distance relative to the track's height
         lost = [t for t in pool if id(t) not in matched and t.missed > 0]
         rest = high[free_high]
-        pairs, _, free_rest = assign(self._centre_cost(lost, rest), c.recover_distance)
+        pairs, _, free_rest = assign(self._gated(lost, rest, self._centre_cost(lost, rest)), c.recover_distance)
         for ti, di in pairs:
             self._matched(lost[ti], rest[di], now)
             matched.add(id(lost[ti]))
         rest = rest[free_rest]
+        if c.low_recover:
+            lost = [t for t in lost if id(t) not in matched]
+            boxes = np.array([t.box for t in lost]).reshape(-1, 4)
+            pairs, _, _ = assign(self._gated(lost, low, 1 - iou_matrix(boxes, low)), 1 - c.low_match_iou)
+            for ti, di in pairs:
+                self._matched(lost[ti], low[di], now)
+                matched.add(id(lost[ti]))
 
         # 4. tentative tracks ↔ what is left; then births
         boxes = np.array([t.box for t in tentative]).reshape(-1, 4)
@@ -232,6 +256,13 @@ class ByteTracker:
         track.state = "confirmed"
         track.track_id = self.next_id
         self.next_id += 1
+
+    def _gated(self, tracks: list[Tracklet], dets: np.ndarray, cost: np.ndarray) -> np.ndarray:
+        """Forbid pairs the Kalman prediction finds implausible (a neighbour's box overlapping a track's)."""
+        if self.config.gate_chi2 <= 0 or cost.size == 0:
+            return cost
+        distance = np.array([t.mahalanobis(dets) for t in tracks])
+        return np.where(distance > self.config.gate_chi2, _FAR, cost)
 
     @staticmethod
     def _centre_cost(tracks: list[Tracklet], dets: np.ndarray) -> np.ndarray:
