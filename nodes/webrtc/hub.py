@@ -55,6 +55,8 @@ class ViewerHub:
         self.viewers_total = 0
         self.viewers_closed = 0
         self._monitor: asyncio.Task[None] | None = None
+        #: Called with the viewer id when a viewer's session ends (workers tell the graph process).
+        self.on_closed: Callable[[str], None] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -159,6 +161,18 @@ class ViewerHub:
         self.abr.pop(session.viewer_id, None)
         for fan in self.fanouts.get(session.stream_id, {}).values():
             fan.detach(session.feed)
+        if self.on_closed is not None:
+            self.on_closed(session.viewer_id)
+
+    def resync(self, stream_id: str, rendition: str = "src") -> None:
+        """Packets were lost before they reached this hub: restart every viewer (and the cache) at a keyframe."""
+        fan = self.fanouts.get(stream_id, {}).get(rendition)
+        if fan is None:
+            return
+        fan.gop = []
+        for feed in fan.feeds:
+            feed.wait_for_keyframe()
+        self.request_keyframe(stream_id, rendition, "packets lost before the viewer tier")
 
     def _keyframe_for(self, session: ViewerSession, why: str) -> None:
         self.request_keyframe(session.stream_id, session.rendition, why)

@@ -138,7 +138,8 @@ class WebRTCOut(Node):
         if p.workers > 0:
             from .workers import WorkerPool
 
-            self._backend: Any = WorkerPool(p.workers, self.hub_config, self._keyframe_wanted, p.streams)
+            self._backend: Any = WorkerPool(p.workers, self.hub_config, self._keyframe_wanted, p.streams,
+                                                loopback=p.loopback_candidates)
         else:
             from .hub import ViewerHub
 

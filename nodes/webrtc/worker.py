@@ -1,0 +1,117 @@
+"""A viewer worker process: one :class:`~.hub.ViewerHub` fed over a Unix socket by the graph process.
+
+Run by :class:`~.workers.WorkerPool` as ``python -m flowgraph.nodes.webrtc.worker --fd N --config JSON``; it exits
+when the socket closes, so a dead graph process never leaves workers behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+from fractions import Fraction
+from typing import Any
+
+from . import ipc
+from .errors import ViewerRequestError
+from .hdrext import allow_loopback_candidates, register_playout_delay
+from .hub import ViewerHub
+
+log = logging.getLogger("flowgraph.webrtc.worker")
+
+
+class WorkerServer:
+    def __init__(self, sock: socket.socket, config_json: str, loopback: bool) -> None:
+        self.sock = sock
+        self.config = ipc.config_from_json(config_json)
+        self.loopback = loopback
+        self.writer: asyncio.StreamWriter | None = None
+        self.hub: ViewerHub | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def send(self, header: dict[str, Any]) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(ipc.encode(header))
+
+    async def run(self) -> None:
+        register_playout_delay()
+        if self.loopback:
+            allow_loopback_candidates()
+        reader, self.writer = await asyncio.open_unix_connection(sock=self.sock)
+        self.hub = hub = ViewerHub(self.config, self._keyframe)
+        hub.on_closed = lambda viewer_id: self.send({"op": "closed", "viewer_id": viewer_id})
+        hub.start()
+        try:
+            while True:
+                header, body = await ipc.read(reader)
+                op = header.get("op")
+                if op == "packet":
+                    tb = header.get("tb")
+                    hub.push_packet(header["s"], body, rendition=header.get("r", "src"), keyframe=header.get("k"),
+                                    config=bytes.fromhex(header["c"]) if header.get("c") else None,
+                                    frame_id=header.get("f", -1), pts=header.get("p"),
+                                    time_base=Fraction(tb[0], tb[1]) if tb else None, t_capture=header.get("t"),
+                                    width=header.get("w"), height=header.get("h"))
+                    if header.get("gap"):
+                        hub.resync(header["s"], header.get("r", "src"))
+                elif op == "analytics":
+                    hub.push_analytics(header["s"], body.decode())
+                elif op == "declare":
+                    hub.declared.update(header["streams"])
+                else:
+                    self._spawn(self._request(header, body))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the graph process went away
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await hub.stop()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _request(self, header: dict[str, Any], body: bytes) -> None:
+        assert self.hub is not None
+        req = header.get("req")
+        op = header.get("op")
+        try:
+            if op == "connect":
+                viewer_id, answer = await self.hub.connect(body.decode(), header["stream"],
+                                                           viewer_id=header.get("viewer_id"), known=True)
+                self.send({"op": "answer", "req": req, "viewer_id": viewer_id, "answer": answer})
+            elif op == "disconnect":
+                await self.hub.disconnect(header["viewer_id"])
+                self.send({"op": "ok", "req": req})
+            elif op == "stats":
+                self.send({"op": "stats", "req": req, "stats": self.hub.stats()})
+            else:
+                self.send({"op": "error", "req": req, "status": 400, "message": f"unknown op {op!r}"})
+        except ViewerRequestError as exc:
+            self.send({"op": "error", "req": req, "status": exc.status, "message": exc.message,
+                       "kind": type(exc).__name__})
+        except Exception as exc:  # one viewer's failure is that viewer's answer, never the worker's end
+            log.exception("worker request %s failed", op)
+            self.send({"op": "error", "req": req, "status": 500, "message": f"{type(exc).__name__}: {exc}"})
+
+    def _keyframe(self, stream_id: str, rendition: str, why: str) -> None:
+        self.send({"op": "keyframe", "s": stream_id, "r": rendition, "why": why})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="flowgraph webrtc_out viewer worker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--loopback", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="worker %(process)d %(name)s: %(message)s")
+    sock = socket.socket(fileno=args.fd)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(WorkerServer(sock, args.config, args.loopback).run())
+
+
+if __name__ == "__main__":
+    main()
