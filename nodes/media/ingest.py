@@ -84,6 +84,11 @@ class Ingest(Node):
         self.keyframes_forced = 0
         self._published = 0.0
 
+    async def stop(self) -> None:
+        whip = getattr(self, "whip", None)
+        if whip is not None:
+            await whip.close()
+
     def _scheme(self) -> str:
         scheme = urlparse(self.params.url).scheme.lower()
         return "file" if len(scheme) <= 1 else scheme
