@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from flowgraph.nodes.webrtc.browser import Chromium
+
 from flowgraph.testing import compile_text, running
 
 LIVE = Path(__file__).parents[3] / "graphs" / "live.yaml"
@@ -17,10 +18,10 @@ async def test_live_yaml_rtmp_publisher_to_browser(free_port: int) -> None:
     rtmp_port = free_port
     plan = compile_text(LIVE.read_text().replace("1935", str(rtmp_port)), env={"STREAM_KEY": "k1"})
     async with running(plan, port=0) as rt, Chromium() as browser:
-        publisher = subprocess.Popen(
-            ["ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30",
-             "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-t", "20",
-             "-f", "flv", f"rtmp://127.0.0.1:{rtmp_port}/live/k1"], stdin=subprocess.DEVNULL)
+        publisher = await asyncio.create_subprocess_exec(
+            "ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30",
+            "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "60", "-t", "20",
+            "-f", "flv", f"rtmp://127.0.0.1:{rtmp_port}/live/k1", stdin=subprocess.DEVNULL)
         try:
             page = await browser.open(f"{rt.server.url}/")
             await page.wait_for("window.fg && window.fg.frames > 20", timeout=20)
@@ -28,7 +29,7 @@ async def test_live_yaml_rtmp_publisher_to_browser(free_port: int) -> None:
             assert state["state"] == "connected" and state["stream"] == "live"
         finally:
             publisher.terminate()
-            publisher.wait(10)
+            await asyncio.wait_for(publisher.wait(), 10)
 
 
 async def test_testsrc_stamp_is_read_in_the_browser() -> None:
@@ -51,4 +52,3 @@ nodes:
         ids = await page.eval("fg.stampLatencies.map(s => s[0])")
         assert all(0 < s < 2000 for s in samples), samples[:10]
         assert ids == sorted(ids) and len(set(ids)) > 20, "frame ids from the stamp must increase"
-        await asyncio.sleep(0)
