@@ -2,7 +2,7 @@
 
 Parts are what the renderer fills and what the ground truth uses for bounding boxes, occlusion and keypoint
 visibility: tapered capsules for limbs and neck, convex hulls of projected elliptic cross-sections for the chest
-and pelvis, ellipses for head and hair. Everything is computed with numpy only (no drawing).
+and pelvis, ellipses for head and hair. Geometry only (no drawing).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .camera import Camera
@@ -88,6 +89,10 @@ class Posed:
     root_depth: float
     parts: list[Part]
     bbox_full: tuple[float, float, float, float]
+    #: Projections of the body's vertical axis (through the root) at 0, 0.585 and 1.0 × standing height.
+    axis_px: np.ndarray
+    #: True when the upper body is a photo cut-out (see photo.py): face/arm keypoints are then hidden.
+    photo: bool = False
 
 
 def pose_walker(w: Walker, t: float, camera: Camera) -> Posed:
@@ -110,22 +115,30 @@ def pose_walker(w: Walker, t: float, camera: Camera) -> Posed:
     uv, depth = camera.project(world)
     (_, root_depth) = camera.project(np.array([root[0], root[1], w.height_m * SEG["hip_z"]]))
     parts = _parts(w, world, uv, depth, camera, fwd, left)
-    ext = np.array([p.extent() for p in parts])
-    bbox = (float(ext[:, 0].min()), float(ext[:, 1].min()), float(ext[:, 2].max()), float(ext[:, 3].max()))
+    (axis_px, _) = camera.project(np.array([[root[0], root[1], w.height_m * f] for f in AXIS_FRACTIONS]))
+    bbox = parts_bbox(parts)
     return Posed(walker=w, t_local=tl, distance_m=s, speed_mps=v, heading=heading,
                  cadence_spm=cadence_spm(style, v), stride_length_m=stride_length_m(style, v), phase=phase,
                  left_contact=left_c, right_contact=right_c, root=root, world=world, uv=uv, depth=depth,
-                 root_depth=float(root_depth), parts=parts, bbox_full=bbox)
+                 root_depth=float(root_depth), parts=parts, bbox_full=bbox, axis_px=axis_px)
+
+
+AXIS_FRACTIONS = (0.0, 0.585, 1.0)
+
+
+def parts_bbox(parts: list[Part]) -> tuple[float, float, float, float]:
+    ext = np.array([p.extent() for p in parts])
+    return float(ext[:, 0].min()), float(ext[:, 1].min()), float(ext[:, 2].max()), float(ext[:, 3].max())
 
 
 # (group, colour, from, to, r0, r1 as fractions of height); forearm/shank colours depend on the appearance.
 _LIMBS = (
-    ("arm", "shirt", "shoulder", "elbow", 0.034, 0.028),
-    ("arm", "skin", "elbow", "wrist", 0.026, 0.021),
-    ("arm", "skin", "wrist", "index", 0.021, 0.017),
-    ("leg", "legs", "hip", "knee", 0.058, 0.042),
-    ("leg", "legs", "knee", "ankle", 0.040, 0.027),
-    ("leg", "shoes", "heel", "foot_index", 0.026, 0.020),
+    ("arm", "shirt", "shoulder", "elbow", 0.039, 0.031),
+    ("arm", "skin", "elbow", "wrist", 0.029, 0.023),
+    ("arm", "skin", "wrist", "index", 0.024, 0.019),
+    ("leg", "legs", "hip", "knee", 0.068, 0.049),
+    ("leg", "legs", "knee", "ankle", 0.047, 0.033),
+    ("leg", "shoes", "heel", "foot_index", 0.028, 0.022),
 )
 
 
@@ -142,7 +155,7 @@ def _parts(w: Walker, world: np.ndarray, uv: np.ndarray, depth: np.ndarray, came
         for group, colour, a, b, r0, r1 in _LIMBS:
             ia, ib = IX[f"{side}_{a}"], IX[f"{side}_{b}"]
             if colour == "legs" and w.appearance.shorts:
-                colour = "skin"
+                colour, r0, r1 = "skin", r0 * 0.88, r1 * 0.88  # bare legs are slimmer than trousers
             # A hair nearer than the torso at equal depth, so limbs at the body's sides draw on top.
             d = float(depth[ia] + depth[ib]) / 2.0 - 0.02
             parts.append(Part("capsule", f"{side}_{group}", colour, d, uv[ia].copy(), uv[ib].copy(),
@@ -154,7 +167,7 @@ def _parts(w: Walker, world: np.ndarray, uv: np.ndarray, depth: np.ndarray, came
             (muv, mdep) = camera.project(mid)
             d = float(depth[ih] + depth[ik]) / 2.0 - 0.021
             parts.append(Part("capsule", f"{side}_leg", "legs", d, uv[ih].copy(), muv.copy(),
-                              px(0.062 * hgt, depth[ih]), px(0.052 * hgt, float(mdep))))
+                              px(0.072 * hgt, depth[ih]), px(0.058 * hgt, float(mdep))))
     # Trunk: elliptic cross-sections along the (leaning) mid-hip → mid-shoulder line.
     mid_hip = (world[IX["left_hip"]] + world[IX["right_hip"]]) / 2.0
     mid_sh = (world[IX["left_shoulder"]] + world[IX["right_shoulder"]]) / 2.0
@@ -172,9 +185,9 @@ def _parts(w: Walker, world: np.ndarray, uv: np.ndarray, depth: np.ndarray, came
         hull = _convex_hull(p2)
         return Part("poly", "torso", colour, float(dep.mean()) + d_bias, p2.mean(axis=0), hull=hull)
 
-    pelvis = hull_part("legs", [section(0.0, 0.105, 0.075, -0.035), section(0.30, 0.095, 0.07)], 0.01)
-    chest = hull_part("shirt", [section(0.28, 0.098, 0.068), section(0.75, 0.125, 0.075),
-                                section(1.0, 0.118, 0.055, 0.012)], 0.0)
+    pelvis = hull_part("legs", [section(0.0, 0.115, 0.08, -0.04), section(0.30, 0.10, 0.072)], 0.01)
+    chest = hull_part("shirt", [section(0.28, 0.104, 0.07), section(0.75, 0.132, 0.078),
+                                section(1.0, 0.125, 0.058, 0.022)], 0.0)
     parts += [pelvis, chest]
     # Neck and head (hair is an ellipse behind the face, shifted up and back, so it shows on top and behind).
     head = (world[IX["left_ear"]] + world[IX["right_ear"]]) / 2.0
@@ -182,11 +195,11 @@ def _parts(w: Walker, world: np.ndarray, uv: np.ndarray, depth: np.ndarray, came
     (nuv, ndep) = camera.project(np.stack([neck_base, head - np.array([0.0, 0.0, 0.03 * hgt])]))
     parts.append(Part("capsule", "head", "skin", float(ndep.mean()) - 0.005, nuv[0], nuv[1],
                       px(0.032 * hgt, ndep[0]), px(0.028 * hgt, ndep[1])))
-    hair_c = head + np.array([0.0, 0.0, 0.012 * hgt]) - 0.012 * hgt * fwd
+    hair_c = head + np.array([0.0, 0.0, 0.016 * hgt]) - 0.02 * hgt * fwd
     (huv, hdep) = camera.project(np.stack([head, hair_c]))
     face_axes = (px(0.050 * hgt, hdep[0]), px(0.064 * hgt, hdep[0]))
-    parts.append(Part("ellipse", "head", "hair", float(hdep[1]) - 0.006, huv[1], axes=(face_axes[0] * 1.02,
-                                                                                         face_axes[1] * 0.96)))
+    parts.append(Part("ellipse", "head", "hair", float(hdep[1]) - 0.006, huv[1],
+                      axes=(face_axes[0] * 1.08, face_axes[1] * 0.95)))
     # The face always goes on top of its own hair.
     parts.append(Part("ellipse", "head", "skin", float(hdep[1]) - 0.0065, huv[0], axes=face_axes))
     parts.sort(key=lambda p: -p.depth)
@@ -194,21 +207,5 @@ def _parts(w: Walker, world: np.ndarray, uv: np.ndarray, depth: np.ndarray, came
 
 
 def _convex_hull(pts: np.ndarray) -> np.ndarray:
-    """Convex hull (monotone chain), counter-clockwise, of 2D points ``(N, 2)``."""
-    order = np.lexsort((pts[:, 1], pts[:, 0]))
-    p = pts[order]
-
-    def half(seq: np.ndarray) -> list[np.ndarray]:
-        out: list[np.ndarray] = []
-        for q in seq:
-            while len(out) >= 2 and _cross(out[-2], out[-1], q) <= 0:
-                out.pop()
-            out.append(q)
-        return out
-
-    lower, upper = half(p), half(p[::-1])
-    return np.array(lower[:-1] + upper[:-1])
-
-
-def _cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-    return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+    """Convex hull of 2D points ``(N, 2)``, as ``(M, 2)`` float64 vertices in order."""
+    return cv2.convexHull(pts.astype(np.float32)).reshape(-1, 2).astype(np.float64)

@@ -84,7 +84,7 @@ RUN = GaitStyle(
     hip=_fourier([(0.0, 30), (0.15, 15), (0.38, -12), (0.5, -5), (0.7, 30), (0.85, 44), (0.95, 36)]),
     knee=_fourier([(0.0, 16), (0.15, 40), (0.38, 18), (0.55, 72), (0.7, 105), (0.85, 60), (0.95, 24)]),
     ankle=_fourier([(0.0, 5), (0.15, 18), (0.38, -25), (0.5, -15), (0.7, 0), (0.9, 5)]),
-    duty=0.36, arm_gain=0.8, arm_offset=2.0, elbow_mean=85.0, elbow_swing=15.0,
+    duty=0.36, arm_gain=0.8, arm_offset=-8.0, elbow_mean=78.0, elbow_swing=15.0,
     lean_base=7.0, lean_per_mps=1.2, nominal_stride_per_leg=3.0, cadence_a=150.0, cadence_b=6.0,
 )
 
@@ -105,7 +105,7 @@ def stride_length_m(style: GaitStyle, speed_mps: float) -> float:
 # Body proportions as fractions of standing height (after Winter's anthropometric tables).
 SEG = {
     "shoulder_z": 0.818, "shoulder_half": 0.125, "hip_z": 0.530, "hip_half": 0.085,
-    "thigh": 0.245, "shank": 0.246, "ankle_z": 0.039, "heel": 0.045, "toe": 0.11,
+    "thigh": 0.245, "shank": 0.246, "ankle_z": 0.039, "heel": 0.04, "toe": 0.095,
     "upper_arm": 0.186, "forearm": 0.146, "hand": 0.06, "head_r": 0.062, "head_z": 0.935,
 }
 

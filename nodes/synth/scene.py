@@ -135,6 +135,11 @@ class Scene:
         else:
             walkers = [w for w in self.config.walkers if w.start_s <= t <= w.start_s + w.duration_s]
         posed = [pose_walker(w, t, self.camera) for w in walkers]
+        if self.config.appearance == "photo":
+            from .photo import apply_photo
+
+            for p in posed:
+                apply_photo(p)
         posed.sort(key=lambda p: -p.root_depth)
         return posed
 

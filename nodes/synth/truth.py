@@ -49,6 +49,11 @@ def _own_groups(name: str) -> set[str]:
 
 
 _OWN_GROUPS = {name: _own_groups(name) for name in BLAZEPOSE33}
+#: Keypoints that a photo cut-out upper body hides (only the legs and hips stay the model's own).
+_PHOTO_HIDDEN = np.array([not n.endswith(("hip", "knee", "ankle", "heel", "foot_index")) for n in BLAZEPOSE33])
+#: group -> which of the 33 keypoints that group's parts may not hide
+_GROUP_MEMBERS = {g: np.array([g in _OWN_GROUPS[n] for n in BLAZEPOSE33])
+                  for g in ("head", "torso", "left_arm", "right_arm", "left_leg", "right_leg")}
 
 
 @dataclass(slots=True)
@@ -122,7 +127,7 @@ class FrameTruth:
 
 
 def frame_truth(frame_id: int, time_s: float, posed: list[Posed], camera: Camera,
-                grid: int = 24) -> FrameTruth:
+                grid: int = 16) -> FrameTruth:
     """Ground truth for people already sorted far to near; people wholly outside the picture are left out."""
     w, h = camera.width, camera.height
     out = FrameTruth(frame_id=frame_id, time_s=time_s, width=w, height=h)
@@ -146,6 +151,8 @@ def frame_truth(frame_id: int, time_s: float, posed: list[Posed], camera: Camera
                 seen &= ~part.covers(sil)
         vis_frac = float(seen.mean()) if len(sil) else 0.0
         kp_vis = _keypoint_visibility(p, nearer, w, h)
+        if p.photo:
+            kp_vis &= ~_PHOTO_HIDDEN
         kps = {name: (float(p.uv[j, 0]), float(p.uv[j, 1]), bool(kp_vis[j])) for j, name in enumerate(BLAZEPOSE33)}
         angles = joint_angles({name: (v[0], v[1]) for name, v in kps.items()})
         foot_px = camera.ground_to_image(p.root)
@@ -169,16 +176,10 @@ def _keypoint_visibility(p: Posed, nearer: list[Posed], w: int, h: int) -> np.nd
         for part in q.parts:
             vis &= ~part.covers(uv)
     # Self-occlusion: a part nearer than the keypoint (and not of its own limb) hides it.
-    for j, name in enumerate(BLAZEPOSE33):
-        if not vis[j]:
-            continue
-        own = _OWN_GROUPS[name]
-        for part in p.parts:
-            if part.group in own or part.depth >= p.depth[j] - 0.03:
-                continue
-            if part.covers(uv[j:j + 1])[0]:
-                vis[j] = False
-                break
+    for part in p.parts:
+        cand = vis & (part.depth < p.depth - 0.03) & ~_GROUP_MEMBERS[part.group]
+        if cand.any():
+            vis[cand] &= ~part.covers(uv[cand])
     return vis
 
 
