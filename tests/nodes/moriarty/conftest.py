@@ -12,7 +12,7 @@ can be tested end to end against known keypoint positions.
 
 from __future__ import annotations
 
-import colorsys
+import itertools
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -188,13 +188,13 @@ def gait() -> type[Gait]:
 # -- a self-built top-down model: one colour per COCO-17 joint ---------------------------------------------------
 
 def joint_colours() -> np.ndarray:
-    """17 well separated RGB colours (none close to black, the background)."""
-    out = []
-    for i in range(17):
-        hue = (i * 0.618034) % 1.0  # golden-ratio hues spread evenly whatever the count
-        sat = 1.0 if i % 2 == 0 else 0.55
-        out.append([round(c * 255) for c in colorsys.hsv_to_rgb(hue, sat, 1.0)])
-    return np.array(out, dtype=np.float32)
+    """17 well separated RGB colours from the {0, 128, 255} lattice, each with a full channel.
+
+    Any two are >= 128 apart, and a dot's anti-aliased edge over the black background (at most 128 per channel)
+    matches none of them.
+    """
+    lattice = [c for c in itertools.product((0, 128, 255), repeat=3) if max(c) == 255 and c != (255, 255, 255)]
+    return np.array(lattice[:17], dtype=np.float32)
 
 
 def draw_dots(image: np.ndarray, keypoints: np.ndarray, radius: int = 6) -> None:
@@ -232,14 +232,15 @@ def build_colour_model(kind: str, stride: int = 4, split: float = 2.0):  # type:
         def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
             rgb = x * self.std + self.mean
             d2 = ((rgb.unsqueeze(1) - self.colours) ** 2).sum(2)
-            heat = torch.exp(-d2 / (2 * 45.0 ** 2))
+            heat = torch.exp(-d2 / (2 * 30.0 ** 2))
             heat = functional.conv2d(heat, self.gx, padding=(0, 6), groups=17)
             heat = functional.conv2d(heat, self.gy, padding=(6, 0), groups=17)
             if kind == "heatmap":
                 return (functional.avg_pool2d(heat, stride) * 2.0).clamp(max=1.0)
-            px = functional.interpolate(heat.sum(2) * 0.12, scale_factor=split, mode="linear", align_corners=False)
-            py = functional.interpolate(heat.sum(3) * 0.12, scale_factor=split, mode="linear", align_corners=False)
-            return px.clamp(max=1.0), py.clamp(max=1.0)
+            # 1-D profiles through the peak (max over the other axis), upsampled to split_ratio bins per pixel
+            px = functional.interpolate(heat.amax(2), scale_factor=split, mode="linear", align_corners=False)
+            py = functional.interpolate(heat.amax(3), scale_factor=split, mode="linear", align_corners=False)
+            return px, py
 
     return ColourPose().eval()
 
