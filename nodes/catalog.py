@@ -13,6 +13,10 @@ BUILTIN: dict[str, str] = {
     # analysis
     "vibrio": "flowgraph.nodes.vibrio.node:Vibrio",
     "moriarty": "flowgraph.nodes.moriarty.node:Moriarty",
+    # analytics
+    "fuse": "flowgraph.nodes.analytics.fuse:Fuse",
+    "ws_out": "flowgraph.nodes.analytics.ws_out:WsOut",
+    "store": "flowgraph.nodes.analytics.store:Store",
     # viewers
     "webrtc_out": "flowgraph.nodes.webrtc.node:WebRTCOut",
     # media
