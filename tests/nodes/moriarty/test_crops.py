@@ -16,7 +16,7 @@ def centroid(image: np.ndarray) -> np.ndarray:
 
 def test_regions_keep_aspect_and_padding() -> None:
     regions = crop_regions(np.array([[100, 100, 140, 300], [0, 0, 300, 60]]), 192, 256, 1.25)
-    for cx, cy, w, h in regions:
+    for _, _, w, h in regions:
         assert abs(w / h - 192 / 256) < 1e-9
     assert np.allclose(regions[0], [120, 200, 187.5, 250])  # tall box: height padded, width follows
     assert np.allclose(regions[1, 2], 375)  # wide box: width padded, height follows

@@ -16,7 +16,8 @@ def scene(gait, people: int = 3, t: float = 0.5):  # type: ignore[no-untyped-def
     image = np.zeros((720, 1280, 3), np.uint8)
     truth, boxes = [], []
     for i in range(people):
-        g = gait(origin=(-270 + 400 * i, 640 + 30 * (i % 2)), phase0=0.3 * i, px_per_m=190 + 10 * i, depth_px=(16.0, -8.0))
+        g = gait(origin=(-270 + 400 * i, 640 + 30 * (i % 2)), phase0=0.3 * i, px_per_m=190 + 10 * i,
+                 depth_px=(16.0, -8.0))
         k = g.keypoints(t, "coco17")
         draw_dots(image, k)
         truth.append(k)
