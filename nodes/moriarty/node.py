@@ -189,7 +189,7 @@ class Moriarty(Node):
             if points is None:
                 self._counts["no_person"] += 1
                 continue
-            out.poses.append(self._pose(key, track_id, box, points, t, foot_world))
+            out.poses.append(self._pose(key, track_id, box, points, t, foot_world, (width, height)))
         self._counts["poses"] += len(out.poses)
         for key in self._motion.evict():
             self._backend.forget(key)
@@ -214,11 +214,11 @@ class Moriarty(Node):
         return chosen
 
     def _pose(self, key: Hashable, track_id: int | None, box: Box | None, points: np.ndarray,
-              t: float, foot_world: tuple[float, float] | None) -> Pose:
+              t: float, foot_world: tuple[float, float] | None, frame: tuple[int, int]) -> Pose:
         from .skeleton import as_wire, gate
 
         assert self._motion is not None and self._backend is not None
-        gated = gate(points, self.params.min_score)
+        gated = gate(points, self.params.min_score, frame)
         smoothed, angles, metrics = self._motion.get(key).update(t, gated, foot_world)
         if box is None:  # whole-frame mode: the box is the extent of what was seen
             import numpy as np

@@ -99,10 +99,17 @@ def to_coco17(keypoints: np.ndarray, skeleton: Skeleton) -> np.ndarray:
     return keypoints[list(BLAZEPOSE_TO_COCO17)]
 
 
-def gate(keypoints: np.ndarray, min_score: float) -> np.ndarray:
-    """A copy with x, y set to NaN wherever the score is below ``min_score`` (marked, never guessed)."""
+def gate(keypoints: np.ndarray, min_score: float, frame: tuple[int, int] | None = None) -> np.ndarray:
+    """A copy with x, y set to NaN wherever the score is below ``min_score`` (marked, never guessed).
+
+    With ``frame`` ``(width, height)``, joints outside the picture are gated too: models extrapolate limbs past
+    the edge (a hip below a portrait's bottom edge) with fair confidence, but nothing there was seen.
+    """
     out = np.array(keypoints, dtype=np.float64, copy=True)
     low = ~(out[:, 2] >= min_score)  # NaN scores count as low
+    if frame is not None:
+        width, height = frame
+        low |= ~((out[:, 0] >= 0) & (out[:, 0] <= width) & (out[:, 1] >= 0) & (out[:, 1] <= height))
     out[low, :2] = np.nan
     return out
 
