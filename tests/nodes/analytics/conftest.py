@@ -1,0 +1,313 @@
+"""Fixtures of the analytics tests: synthetic analytics sources (test-only nodes, offered by the ``reg``
+registry fixture), a real redis-server and a real PostgreSQL in temporary directories on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowgraph.messages import Analytics, Detection, Pose, Poses, Track, Tracks, VideoFrame
+from flowgraph.node import Node
+from flowgraph.params import param
+from flowgraph.ports import Output
+from flowgraph.registry import Registry
+from flowgraph.testing import compile_text
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Image:
+    """Stands in for a picture: only its shape is read (frame size in payloads)."""
+
+    shape = (720, 1280, 3)
+
+
+class SynthAnalytics(Node):
+    """Emits Tracks and Poses for synthetic people: track i runs at ``speeds_kmh[i]`` (a ramp when
+    ``ramp_kmh_per_s`` is set), its left knee bends to ``knee_deg``; poses can lag or skip frames."""
+
+    tracks = Output(Tracks)
+    poses = Output(Poses)
+
+    @dataclass
+    class Params:
+        stream_id: str = param("cam1", "stream id")
+        fps: float = param(30.0, "frames per second (0 = as fast as possible)", minimum=0)
+        count: int = param(30, "frames to emit (0 = until stopped)", minimum=0)
+        speeds_kmh: list[float] = param([10.0], "one entry per person")
+        ramp_kmh_per_s: float = param(0.0, "speed grows by this much per second")
+        knee_deg: float = param(170.0, "left knee angle of every pose")
+        poses: bool = param(True, "emit poses")
+        skip_pose_every: int = param(0, "no pose for every Nth frame (0 = none skipped)", minimum=0)
+        pose_lag: int = param(0, "poses trail tracks by this many frames", minimum=0)
+        drop_tail_poses: bool = param(False, "never send the lagging poses still held at the end")
+        pts: bool = param(True, "stamp pts with a 1/90000 time base")
+
+    def _tracks(self, n: int) -> Tracks:
+        p = self.params
+        from fractions import Fraction
+
+        t = n / (p.fps or 30.0)
+        people = []
+        for i, base in enumerate(p.speeds_kmh):
+            speed = (base + p.ramp_kmh_per_s * t) / 3.6
+            x = 100.0 + 200 * i + 20 * t
+            people.append(Track(track_id=i + 1, bbox=(x, 100.0, x + 80, 400.0), score=0.9, age=n,
+                                foot_px=(x + 40, 400.0), foot_world=(speed * t, float(i)), speed_mps=speed,
+                                heading_deg=90.0, distance_m=speed * t, confidence=0.9))
+        frame = VideoFrame(image=_Image(), stream_id=p.stream_id, frame_id=n)
+        return Tracks(stream_id=p.stream_id, frame_id=n, pts=n * 3000 if p.pts else None,
+                      time_base=Fraction(1, 90000) if p.pts else None, t_capture=time.time(), tracks=people,
+                      detections=[Detection(bbox=tr.bbox, score=0.9) for tr in people], frame=frame)
+
+    def _poses(self, tracks: Tracks) -> Poses:
+        keypoints: list[tuple[float, float, float] | None] = [(10.0 * k, 5.0 * k, 0.9) for k in range(33)]
+        keypoints[3] = None
+        poses = [Pose(track_id=tr.track_id, keypoints=keypoints, bbox=tr.bbox,
+                      joint_angles={"left_knee": self.params.knee_deg, "right_knee": 175.0, "trunk_lean": None},
+                      metrics={"cadence_spm": 170.0})
+                 for tr in tracks.tracks]
+        return Poses(poses=poses).like(tracks)
+
+    async def run(self) -> None:
+        p = self.params
+        period = 1.0 / p.fps if p.fps > 0 else 0.0
+        start = time.monotonic()
+        held: list[Poses] = []
+        n = 0
+        while not self.stopping and (p.count == 0 or n < p.count):
+            tracks = self._tracks(n)
+            await self.tracks.send(tracks)
+            if p.poses and not (p.skip_pose_every and n % p.skip_pose_every == p.skip_pose_every - 1):
+                held.append(self._poses(tracks))
+            while held and held[0].frame_id <= n - p.pose_lag:
+                await self.poses.send(held.pop(0))
+            n += 1
+            if period:
+                delay = start + n * period - time.monotonic()
+                if delay > 0 and await self.wait_stopping(delay):
+                    break
+            elif n % 32 == 0:
+                await asyncio.sleep(0)
+        if not p.drop_tail_poses:
+            for poses in held:
+                await self.poses.send(poses)
+
+
+class AnalyticsTicker(Node):
+    """Emits ready-made Analytics messages (``speed`` by default) — for ws_out and store without fuse."""
+
+    out = Output(Analytics)
+
+    @dataclass
+    class Params:
+        stream_id: str = param("cam1", "stream id")
+        hz: float = param(100.0, "messages per second (0 = as fast as possible)", minimum=0)
+        count: int = param(100, "messages (0 = until stopped)", minimum=0)
+        type: str = param("speed", "analytics type")
+        pad_bytes: int = param(0, "extra payload bytes (a 'pad' string)", minimum=0)
+
+    async def run(self) -> None:
+        p = self.params
+        period = 1.0 / p.hz if p.hz > 0 else 0.0
+        pad = "x" * p.pad_bytes
+        start = time.monotonic()
+        n = 0
+        while not self.stopping and (p.count == 0 or n < p.count):
+            now = time.time()
+            payload: dict[str, Any] = {"stream_id": p.stream_id, "frame_id": n, "pts": n, "pts_seconds": n / 30,
+                                       "t_capture": now, "timestamp": now, "track_id": n % 5,
+                                       "speed_mps": 3.0, "speed_kmh": 10.8, "confidence": 0.9,
+                                       "heading_deg": 90.0, "distance_m": float(n)}
+            if pad:
+                payload["pad"] = pad
+            await self.out.send(Analytics(type=p.type, payload=payload, stream_id=p.stream_id, frame_id=n, pts=n,
+                                          t_capture=now))
+            n += 1
+            if period:
+                delay = start + n * period - time.monotonic()
+                if delay > 0 and await self.wait_stopping(delay):
+                    break
+            elif n % 64 == 0:
+                await asyncio.sleep(0)
+
+
+@pytest.fixture
+def reg() -> Registry:
+    """The built-in node types plus the synthetic analytics sources."""
+    registry = Registry.default()
+    registry.register("synth_analytics", SynthAnalytics)
+    registry.register("analytics_ticker", AnalyticsTicker)
+    return registry
+
+
+@pytest.fixture
+def compile_graph(reg: Registry) -> Any:
+    def build(text: str) -> Any:
+        return compile_text(text, registry=reg)
+
+    return build
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class RedisServer:
+    """A real redis-server (AOF on, fsync always: an acknowledged write survives kill -9)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (Debian package redis-server)")
+    server = RedisServer(tmp_path / "redis")
+    server.directory.mkdir()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class PostgresServer:
+    """A real PostgreSQL cluster in a temporary directory, run as the unprivileged ``postgres`` user when root."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.data = directory / "data"
+        self.port = free_port()
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        return subprocess.run([*prefix, *args], check=check, capture_output=True, timeout=60)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def init(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
+                   "-c full_page_writes=off -c shared_buffers=32MB")
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
+                  str(self.directory / "log"), "-w", "-t", "30", "start")
+        wait_port(self.port)
+
+    def pid(self) -> int | None:
+        pidfile = self.data / "postmaster.pid"
+        try:
+            return int(pidfile.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend (a crash, not a shutdown)."""
+        pid = self.pid()
+        if pid is None:
+            return
+        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+        for child in [pid, *map(int, children)]:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.pid() is not None:
+            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+
+
+@pytest.fixture(scope="module")
+def postgres_cluster() -> Iterator[PostgresServer]:
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail("PostgreSQL 15 is not installed (/usr/lib/postgresql/15/bin)")
+    directory = Path(tempfile.mkdtemp(prefix="fg-pg-"))
+    server = PostgresServer(directory)
+    server.init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres(postgres_cluster: PostgresServer) -> Iterator[PostgresServer]:
+    """The module's cluster, running, with an empty ``analytics`` table."""
+    if postgres_cluster.pid() is None:
+        postgres_cluster.start()
+    subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(postgres_cluster.port), "-U", "postgres", "-c",
+                    "DROP TABLE IF EXISTS analytics"], check=True, capture_output=True)
+    yield postgres_cluster
+    if postgres_cluster.pid() is None:
+        postgres_cluster.start()
