@@ -88,6 +88,9 @@ class Packet(Message):
     height: int | None = None
     #: Parameter sets (H.264 SPS/PPS as Annex-B) in force for this packet, so late joiners can start decoding.
     config: bytes | None = None
+    #: The producer's packet counter for this stream (consecutive). A gap means packets were lost on the way
+    #: (e.g. a ``drop_oldest`` edge): a decoder then waits for the next keyframe instead of decoding garbage.
+    seq: int | None = None
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
