@@ -22,6 +22,7 @@ from .people import Schedule, Walker, stage_for
 from .truth import FrameTruth, frame_truth
 
 APPEARANCES = ("figure", "photo")
+BACKGROUNDS = ("field", "track", "photo", "plain")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class SceneConfig:
             problems.append(f"speed_variation must be 0..0.5, got {self.speed_variation}")
         if self.appearance not in APPEARANCES:
             problems.append(f"appearance must be one of {APPEARANCES}, got {self.appearance!r}")
+        if self.background not in BACKGROUNDS:
+            problems.append(f"background must be one of {BACKGROUNDS}, got {self.background!r}")
         if problems:
             raise ValueError("SceneConfig: " + "; ".join(problems))
 
