@@ -72,6 +72,7 @@ class Moriarty(Node):
         padding: float = param(1.25, "crop = person box grown by this factor", minimum=1.0, maximum=3.0)
         min_score: float = param(0.5, "keypoints scoring below this are gated out (None), not guessed",
                                  minimum=0, maximum=1)
+        min_keypoints: int = param(4, "fewer confident keypoints than this = nobody there (no pose)", minimum=1)
         min_box_px: float = param(24.0, "tracks whose box is smaller than this on a side are skipped", minimum=1)
         max_people: int = param(16, "most people analysed per frame (largest boxes first; rest counted)",
                                 minimum=1, maximum=256)
@@ -186,14 +187,12 @@ class Moriarty(Node):
             found = self._backend.infer(image, boxes, keys)
             people = [(track.track_id, box, track.foot_world) for track, box in chosen]
         for (track_id, box, foot_world), key, points in zip(people, keys, found, strict=True):
-            if points is None:
+            pose = None if points is None else self._pose(key, track_id, box, points, t, foot_world, (width, height))
+            if pose is None:
                 self._counts["no_person"] += 1
                 continue
-            out.poses.append(self._pose(key, track_id, box, points, t, foot_world, (width, height)))
+            out.poses.append(pose)
         self._counts["poses"] += len(out.poses)
-        for key in self._motion.evict():
-            self._backend.forget(key)
-            self._counts["evicted"] += 1
         return self._done(out, started)
 
     def _choose(self, tracks: Tracks, width: int, height: int) -> list[tuple[Any, Box]]:
@@ -214,15 +213,18 @@ class Moriarty(Node):
         return chosen
 
     def _pose(self, key: Hashable, track_id: int | None, box: Box | None, points: np.ndarray,
-              t: float, foot_world: tuple[float, float] | None, frame: tuple[int, int]) -> Pose:
+              t: float, foot_world: tuple[float, float] | None, frame: tuple[int, int]) -> Pose | None:
+        """The pose of one person, or None when too little of them was seen to call it one."""
+        import numpy as np
+
         from .skeleton import as_wire, gate
 
         assert self._motion is not None and self._backend is not None
         gated = gate(points, self.params.min_score, frame)
+        if int(np.isfinite(gated[:, 0]).sum()) < self.params.min_keypoints:
+            return None
         smoothed, angles, metrics = self._motion.get(key).update(t, gated, foot_world)
         if box is None:  # whole-frame mode: the box is the extent of what was seen
-            import numpy as np
-
             seen = smoothed[np.isfinite(smoothed[:, 0])]
             box = None if len(seen) == 0 else (float(seen[:, 0].min()), float(seen[:, 1].min()),
                                                float(seen[:, 0].max()), float(seen[:, 1].max()))
@@ -230,6 +232,11 @@ class Moriarty(Node):
                     bbox=box, joint_angles=angles, metrics=metrics)
 
     def _done(self, out: Poses, started: float) -> Poses:
+        # every frame, people or not: a stream that empties must still let go of who was in it
+        assert self._motion is not None and self._backend is not None
+        for key in self._motion.evict():
+            self._backend.forget(key)
+            self._counts["evicted"] += 1
         out.process_ms = (time.perf_counter() - started) * 1000.0
         self._process_ms = [*self._process_ms[-63:], out.process_ms]
         return out
