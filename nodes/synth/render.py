@@ -7,6 +7,8 @@ silhouette edges. Coordinates use OpenCV's fixed-point ``shift`` for sub-pixel p
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -17,6 +19,7 @@ _SHIFT = 4
 _ONE = 1 << _SHIFT
 # Light from the upper left: layers move this way (in units of the part's radius).
 _LIGHT = np.array([-0.55, -0.85])
+_LIGHT_XY = (-0.55, -0.85)
 
 
 def _shade(colour: tuple[int, int, int], k: float, add: float = 0.0) -> tuple[int, int, int]:
@@ -27,19 +30,21 @@ def _fix(p: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(p) * _ONE).astype(np.int32)
 
 
-def _capsule(img: np.ndarray, p0: np.ndarray, p1: np.ndarray, r0: float, r1: float,
+def _capsule(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, r0: float, r1: float,
              colour: tuple[int, int, int], aa: bool) -> None:
+    """A tapered capsule: a quad between two circles. Plain floats: this runs ~50 times per person per frame."""
     line = cv2.LINE_AA if aa else cv2.LINE_8
-    d = p1 - p0
-    n = np.hypot(d[0], d[1])
+    dx, dy = x1 - x0, y1 - y0
+    n = math.hypot(dx, dy)
     if n > 1e-6:
-        nrm = np.array([-d[1], d[0]]) / n
-        quad = np.stack([p0 + nrm * r0, p1 + nrm * r1, p1 - nrm * r1, p0 - nrm * r0])
-        cv2.fillConvexPoly(img, _fix(quad), colour, line, _SHIFT)
-    for p, r in ((p0, r0), (p1, r1)):
-        if r >= 0.5:
-            c = _fix(p)
-            cv2.circle(img, (int(c[0]), int(c[1])), round(r * _ONE), colour, -1, line, _SHIFT)
+        nx, ny = -dy / n, dx / n
+        quad = np.array([[x0 + nx * r0, y0 + ny * r0], [x1 + nx * r1, y1 + ny * r1],
+                         [x1 - nx * r1, y1 - ny * r1], [x0 - nx * r0, y0 - ny * r0]]) * _ONE
+        cv2.fillConvexPoly(img, quad.astype(np.int32), colour, line, _SHIFT)
+    if r0 >= 0.5:
+        cv2.circle(img, (round(x0 * _ONE), round(y0 * _ONE)), round(r0 * _ONE), colour, -1, line, _SHIFT)
+    if r1 >= 0.5:
+        cv2.circle(img, (round(x1 * _ONE), round(y1 * _ONE)), round(r1 * _ONE), colour, -1, line, _SHIFT)
 
 
 def draw_part(img: np.ndarray, part: Part, colour: tuple[int, int, int]) -> None:
@@ -47,12 +52,17 @@ def draw_part(img: np.ndarray, part: Part, colour: tuple[int, int, int]) -> None
     if part.kind == "capsule":
         assert part.p1 is not None
         r0, r1 = part.r0, part.r1
-        _capsule(img, part.p0, part.p1, r0, r1, dark, True)
-        off = _LIGHT * 0.14
-        _capsule(img, part.p0 + off * r0, part.p1 + off * r1, r0 * 0.78, r1 * 0.78, colour, False)
+        x0, y0 = float(part.p0[0]), float(part.p0[1])
+        x1, y1 = float(part.p1[0]), float(part.p1[1])
+        lx, ly = _LIGHT_XY
+        _capsule(img, x0, y0, x1, y1, r0, r1, dark, True)
+        k = 0.14
+        _capsule(img, x0 + lx * k * r0, y0 + ly * k * r0, x1 + lx * k * r1, y1 + ly * k * r1, r0 * 0.78, r1 * 0.78,
+                 colour, False)
         if r0 > 2.5:
-            off = _LIGHT * 0.4
-            _capsule(img, part.p0 + off * r0, part.p1 + off * r1, r0 * 0.3, r1 * 0.3, light, False)
+            k = 0.4
+            _capsule(img, x0 + lx * k * r0, y0 + ly * k * r0, x1 + lx * k * r1, y1 + ly * k * r1, r0 * 0.3,
+                     r1 * 0.3, light, False)
     elif part.kind == "poly":
         assert part.hull is not None
         hull = part.hull

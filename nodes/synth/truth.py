@@ -137,19 +137,8 @@ def frame_truth(frame_id: int, time_s: float, posed: list[Posed], camera: Camera
         if cx2 <= cx1 or cy2 <= cy1:
             continue
         nearer = [q for q in posed[i + 1:] if _overlap(q.bbox_full, p.bbox_full)]
-        # Silhouette samples: a grid over the full box, kept where the person's own parts cover it.
-        gx = np.linspace(x1, x2, grid)
-        gy = np.linspace(y1, y2, grid * 2)
-        pts = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
-        own = np.zeros(len(pts), dtype=bool)
-        for part in p.parts:
-            own |= part.covers(pts)
-        sil = pts[own]
-        seen = (sil[:, 0] >= 0) & (sil[:, 0] < w) & (sil[:, 1] >= 0) & (sil[:, 1] < h)
-        for q in nearer:
-            for part in q.parts:
-                seen &= ~part.covers(sil)
-        vis_frac = float(seen.mean()) if len(sil) else 0.0
+        inside = x1 >= 0 and y1 >= 0 and x2 <= w and y2 <= h
+        vis_frac = 1.0 if inside and not nearer else _visible_fraction(p, nearer, w, h, grid)
         kp_vis = _keypoint_visibility(p, nearer, w, h)
         if p.photo:
             kp_vis &= ~_PHOTO_HIDDEN
@@ -167,6 +156,26 @@ def frame_truth(frame_id: int, time_s: float, posed: list[Posed], camera: Camera
             right_contact=p.right_contact, gait=p.walker.gait, phase=p.phase, height_m=p.walker.height_m,
             camera_distance_m=cam_dist))
     return out
+
+
+def _visible_fraction(p: Posed, nearer: list[Posed], w: int, h: int, grid: int) -> float:
+    """Share of silhouette samples (a grid over the full box, kept where the person's parts cover it) that are
+    inside the picture and not covered by a nearer person."""
+    x1, y1, x2, y2 = p.bbox_full
+    gx = np.linspace(x1, x2, grid)
+    gy = np.linspace(y1, y2, grid * 2)
+    pts = np.stack(np.meshgrid(gx, gy), axis=-1).reshape(-1, 2)
+    own = np.zeros(len(pts), dtype=bool)
+    for part in p.parts:
+        own |= part.covers(pts)
+    sil = pts[own]
+    if not len(sil):
+        return 0.0
+    seen = (sil[:, 0] >= 0) & (sil[:, 0] < w) & (sil[:, 1] >= 0) & (sil[:, 1] < h)
+    for q in nearer:
+        for part in q.parts:
+            seen &= ~part.covers(sil)
+    return float(seen.mean())
 
 
 def _keypoint_visibility(p: Posed, nearer: list[Posed], w: int, h: int) -> np.ndarray:
