@@ -8,7 +8,9 @@ exercised on this machine (no GPU) and is kept as written.
 
 A corrupt packet (decoder error, or a frame FFmpeg marks corrupt) never fails the node: it is counted, and
 pictures are withheld until the next keyframe so nobody analyses smeared references. A decoder that joins
-mid-stream likewise waits for a keyframe.
+mid-stream likewise waits for a keyframe, and so does one that sees a gap in ``Packet.seq`` (packets dropped on a
+``drop_oldest`` edge: counted as ``lost``). Wire ``packets`` with ``policy: block`` when every frame matters (files
+decoded as fast as possible); live edges may drop, and then cost pictures until the next keyframe.
 """
 
 from __future__ import annotations

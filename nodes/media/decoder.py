@@ -33,6 +33,8 @@ class StreamDecoder:
         self.frames = 0
         self.corrupt = 0
         self.skipped = 0
+        self.lost = 0
+        self._last_seq: int | None = None
         self._pinned: Any = None
         self._ring_index = 0
 
@@ -50,11 +52,20 @@ class StreamDecoder:
         return ctx
 
     def counters(self) -> dict[str, int]:
-        return {"packets": self.packets, "frames": self.frames, "corrupt": self.corrupt, "skipped": self.skipped}
+        return {"packets": self.packets, "frames": self.frames, "corrupt": self.corrupt, "skipped": self.skipped,
+                "lost": self.lost}
 
     # -- decoding ---------------------------------------------------------------------------------------------
     def decode(self, packet: Packet) -> list[VideoFrame]:
         self.packets += 1
+        if packet.seq is not None:
+            last, self._last_seq = self._last_seq, packet.seq
+            if last is not None and packet.seq != last + 1:
+                # packets were lost upstream (a drop_oldest edge, a restarted producer): the references of what
+                # follows are gone, so pictures resume at the next keyframe
+                self.lost += packet.seq - last - 1 if packet.seq > last else 1
+                if not packet.keyframe:
+                    self.waiting_keyframe = True
         if self.waiting_keyframe:
             if not packet.keyframe:
                 self.skipped += 1

@@ -74,7 +74,7 @@ class PacketMaker:
             stream_id=self.stream_id, frame_id=self.next_frame_id, pts=pts, dts=dts if dts is not None else pts,
             time_base=time_base, t_capture=time.time() if t_capture is None else t_capture, data=data,
             keyframe=is_key, duration=duration, width=info.width if info else None,
-            height=info.height if info else None, config=self.params.config,
+            height=info.height if info else None, config=self.params.config, seq=self.next_frame_id,
         )
         self.next_frame_id += 1
         counters = self.counters

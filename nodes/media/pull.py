@@ -207,6 +207,13 @@ class PullSource(Source):
             if self.stopping:
                 return
             if raw.size == 0:  # the flush packet at EOF
+                if self._transcoder is not None:
+                    for data, pts, key in self._transcoder.feed(None):
+                        packet = self.maker.from_annexb(data, pts=pts + self._pts_offset, time_base=time_base,
+                                                        t_capture=time.time(), keyframe=key)
+                        if packet is not None:
+                            last_pts = max(last_pts, (packet.pts or 0) + 1)
+                            yield packet
                 continue
             t_capture = time.time()
             ts = raw.dts if raw.dts is not None else raw.pts

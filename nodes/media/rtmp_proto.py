@@ -30,7 +30,7 @@ COMMAND_AMF3 = 17
 DATA_AMF0 = 18
 COMMAND_AMF0 = 20
 
-MAX_MESSAGE_BYTES = 16 << 20  # a single video frame larger than this is not a sane publisher
+MAX_MESSAGE_BYTES = 8 << 20  # a single video frame larger than this is not a sane publisher
 
 
 class RtmpProtocolError(Exception):
@@ -146,6 +146,8 @@ class ChunkParser:
         if extended and ext_pos + 4 > end:
             return 0, None
         length = int.from_bytes(buf[pos + 3:pos + 6], "big") if fmt <= 1 else state.length
+        if length > MAX_MESSAGE_BYTES:
+            raise RtmpProtocolError(f"message of {length} bytes")
         received = 0 if fmt <= 1 else state.received
         size = min(self.chunk_size, length - received)
         body = ext_pos + (4 if extended else 0)
@@ -153,8 +155,6 @@ class ChunkParser:
             return 0, None
         # the whole chunk is here: commit it to the chunk stream's state
         if fmt <= 1:
-            if length > MAX_MESSAGE_BYTES:
-                raise RtmpProtocolError(f"message of {length} bytes")
             state.length = length
             state.type_id = buf[pos + 6]
             state.parts.clear()

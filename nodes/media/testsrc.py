@@ -39,10 +39,14 @@ class TestSrcConfig:
     stamp: bool = True
 
 
-def _stamp_drawer() -> Callable[[np.ndarray, int, float], Any] | None:
+def _stamp_drawer(width: int, height: int) -> Callable[[np.ndarray, int, int], Any] | None:
+    """``synth.stamp.draw_stamp`` when it is installed and works at this size, else None (logged)."""
     try:
         from flowgraph.nodes.synth.stamp import draw_stamp
-    except ImportError:
+
+        draw_stamp(np.zeros((height, width, 3), dtype=np.uint8), 0, 0)
+    except Exception as exc:  # missing or unfinished synth package: run without the stamp
+        log.warning("testsrc: frame stamp unavailable (%s: %s)", type(exc).__name__, exc)
         return None
     return draw_stamp
 
@@ -93,9 +97,12 @@ class SceneRenderer:
 def make_renderer(config: TestSrcConfig) -> PatternRenderer | SceneRenderer:
     if config.people > 0:
         try:
-            return SceneRenderer(config)
-        except ImportError:
-            log.warning("flowgraph.nodes.synth is not available: testsrc renders a moving pattern without people")
+            renderer = SceneRenderer(config)
+            renderer.render(0)
+            return renderer
+        except Exception as exc:  # missing or unfinished synth package
+            log.warning("testsrc: synthetic scene unavailable (%s: %s): rendering a moving pattern without people",
+                        type(exc).__name__, exc)
     return PatternRenderer(config.width, config.height, config.fps)
 
 
@@ -111,7 +118,7 @@ class TestSource(Source):
                                                  bitrate_kbps=config.bitrate_kbps, gop=config.gop,
                                                  preset=config.preset))
         self.renderer = make_renderer(config)
-        self.draw_stamp = _stamp_drawer() if config.stamp else None
+        self.draw_stamp = _stamp_drawer(config.width, config.height) if config.stamp else None
 
     def request_keyframe(self) -> bool:
         self.encoder.request_keyframe()
@@ -138,7 +145,7 @@ class TestSource(Source):
             t_capture = time.time()
             image = self.renderer.render(index)
             if self.draw_stamp is not None:
-                self.draw_stamp(image, index, t_capture * 1000.0)
+                self.draw_stamp(image, index, int(t_capture * 1000))
             pts = round(index * ticks_per_frame)
             for data, out_pts, key in self.encoder.encode(image, pts):
                 packet = self.maker.from_annexb(data, pts=out_pts, time_base=self.encoder.time_base,

@@ -61,9 +61,12 @@ class Transcoder:
         return enc
 
     def feed(self, packet: Any) -> list[tuple[bytes, int, bool]]:
-        """Decode one demuxed packet and encode what came out: ``(annexb, pts_90k, keyframe)`` tuples."""
+        """Decode one demuxed packet and encode what came out: ``(annexb, pts_90k, keyframe)`` tuples.
+        ``None`` drains the decoder (end of input)."""
         try:
             frames = self.decoder.decode(packet)
+        except av.EOFError:
+            return []
         except av.FFmpegError as exc:
             self.decode_errors += 1
             log.debug("decode error (%s): skipped", exc)

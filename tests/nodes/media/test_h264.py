@@ -1,0 +1,91 @@
+"""H.264 bitstream helpers, checked against real libx264 output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flowgraph.nodes.media.encoder import EncoderConfig, H264Encoder
+from flowgraph.nodes.media.h264 import (
+    NAL_IDR,
+    NAL_PPS,
+    NAL_SPS,
+    ParamSets,
+    avcc_record,
+    avcc_to_nals,
+    is_annexb,
+    join_nals,
+    nal_type,
+    parse_avcc_config,
+    parse_sps,
+    split_nals,
+)
+
+
+def encoded(width: int, height: int, frames: int = 3, **kw: object) -> list[tuple[bytes, int, bool]]:
+    enc = H264Encoder(EncoderConfig(width=width, height=height, gop=30, **kw))  # type: ignore[arg-type]
+    rng = np.random.default_rng(1)
+    out = []
+    for i in range(frames):
+        out += enc.encode(rng.integers(0, 255, (height, width, 3), dtype=np.uint8), i * 3000)
+    return out
+
+
+def test_split_handles_three_and_four_byte_start_codes_and_trailing_zeros() -> None:
+    data = b"\x00\x00\x00\x01\x67abc\x00\x00\x01\x68de\x00\x00\x00\x00\x01\x65xyz"
+    assert split_nals(data) == [b"\x67abc", b"\x68de", b"\x65xyz"]
+    assert is_annexb(data) and not is_annexb(b"\x00\x00\x00\x05\x65")
+    assert split_nals(join_nals([b"\x67a", b"\x65b"])) == [b"\x67a", b"\x65b"]
+
+
+def test_avcc_round_trip_and_malformed_lengths() -> None:
+    nals = [b"\x67" + bytes(20), b"\x68\x01", b"\x65" + bytes(300)]
+    avcc = b"".join(len(n).to_bytes(4, "big") + n for n in nals)
+    assert avcc_to_nals(avcc) == nals
+    two_byte = b"".join(len(n).to_bytes(2, "big") + n for n in nals)
+    assert avcc_to_nals(two_byte, 2) == nals
+    with pytest.raises(ValueError, match="runs past"):
+        avcc_to_nals(avcc[:-10])
+
+
+def test_sps_size_of_libx264_streams_including_cropped_ones() -> None:
+    for width, height in ((1280, 720), (642, 362), (320, 240), (1920, 1080)):
+        data, _, key = encoded(width, height, frames=1)[0]
+        assert key
+        sps = next(n for n in split_nals(data) if nal_type(n) == NAL_SPS)
+        info = parse_sps(sps)
+        assert (info.width, info.height) == (width, height)
+        assert info.profile_idc in (66, 77, 100)
+
+
+def test_sps_parse_rejects_garbage() -> None:
+    with pytest.raises(ValueError):
+        parse_sps(b"\x65\x00")
+    with pytest.raises(ValueError):
+        parse_sps(b"\x67\x64")
+
+
+def test_avcc_config_record_round_trip() -> None:
+    data = encoded(320, 240, frames=1)[0][0]
+    nals = split_nals(data)
+    sps = next(n for n in nals if nal_type(n) == NAL_SPS)
+    pps = next(n for n in nals if nal_type(n) == NAL_PPS)
+    config = parse_avcc_config(avcc_record(sps, pps))
+    assert config.sps == [sps] and config.pps == [pps] and config.length_size == 4
+    assert config.annexb() == join_nals([sps, pps])
+    with pytest.raises(ValueError):
+        parse_avcc_config(b"\x00\x01\x02")
+
+
+def test_param_sets_make_bare_idr_self_contained() -> None:
+    frames = encoded(320, 240, frames=2)
+    first = split_nals(frames[0][0])
+    params = ParamSets()
+    out, key = params.complete(first)
+    assert key and out is first  # already carries SPS/PPS: untouched
+    assert params.config is not None and params.info is not None and params.info.width == 320
+    bare_idr = [n for n in first if nal_type(n) == NAL_IDR]
+    fixed, key = params.complete(bare_idr)
+    assert key and [nal_type(n) for n in fixed][:2] == [NAL_SPS, NAL_PPS]
+    p_frame = split_nals(frames[1][0])
+    out, key = params.complete(p_frame)
+    assert not key and out is p_frame
