@@ -217,13 +217,19 @@ class Fuse(Node):
     # -- background -----------------------------------------------------------------------------------------
     async def _deadlines(self) -> None:
         """Emit slots whose deadline passed; sleeps until the next deadline or until a slot opens."""
+        loop = asyncio.get_running_loop()
         while True:
             due = self.joiner.next_deadline()
             timeout = None if due is None else max(0.0, due - time.monotonic())
             self._changed.clear()
             if timeout is None or timeout > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout)
+                # a timer instead of asyncio.wait_for, which on 3.11 can swallow a cancel that meets a wake-up
+                timer = None if timeout is None else loop.call_later(timeout, self._changed.set)
+                try:
+                    await self._changed.wait()
+                finally:
+                    if timer is not None:
+                        timer.cancel()
                 continue
             expired = self.joiner.expire(time.monotonic())
             if expired:

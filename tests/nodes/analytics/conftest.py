@@ -311,3 +311,17 @@ def postgres(postgres_cluster: PostgresServer) -> Iterator[PostgresServer]:
     yield postgres_cluster
     if postgres_cluster.pid() is None:
         postgres_cluster.start()
+
+
+async def _eventually(predicate: Any, timeout: float = 5.0, step: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes; returns its last value."""
+    for _ in range(max(1, int(timeout / step))):
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return bool(predicate())
+
+
+@pytest.fixture
+def eventually() -> Any:
+    return _eventually
