@@ -121,7 +121,8 @@ class Ingest(Node):
     # -- running --------------------------------------------------------------------------------------------
     async def run(self) -> None:
         source = self.source = self._make_source()
-        watcher = asyncio.create_task(self._stop_when_asked(source), name=f"ingest-stop:{self.name}")
+        source.on_change = lambda: self._publish_info(force=True)
+        watcher = asyncio.create_task(self._watch(source), name=f"ingest-watch:{self.name}")
         try:
             self._publish_info(force=True)
             if source.is_async:
@@ -153,8 +154,10 @@ class Ingest(Node):
         await self.packets.send(packet)
         self._publish_info()
 
-    async def _stop_when_asked(self, source: Any) -> None:
-        await self.wait_stopping()
+    async def _watch(self, source: Any) -> None:
+        """Stop the source when the graph stops; meanwhile refresh /api/streams even while no packet flows."""
+        while not await self.wait_stopping(1.0):
+            self._publish_info(force=True)
         source.stop()
 
     def _publish_info(self, force: bool = False) -> None:

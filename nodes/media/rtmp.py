@@ -97,6 +97,7 @@ class RtmpSource(Source):
             self.counters.reconnects += 1
         self.publisher = session.peer
         self.state = "live"
+        self.on_change()
         # the new publisher's clock restarts; continue our timeline one frame after the last packet
         self._offset_pending = True
 
@@ -105,6 +106,7 @@ class RtmpSource(Source):
             self._session = None
             self.state = "waiting"
             self.publisher = None
+            self.on_change()
 
     def push(self, session: RtmpSession, packet: Packet) -> None:
         if session is not self._session:

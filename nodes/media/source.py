@@ -9,7 +9,7 @@ prompt, and both report their state for ``/api/streams``.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from flowgraph.messages import Packet
@@ -33,6 +33,8 @@ class Source:
         self.publisher: str | None = None
         self.fps: float | None = None
         self.codec_in = "h264"
+        #: Called (on the event loop) when ``state``/``publisher`` change, so the streams API is current.
+        self.on_change: Callable[[], None] = lambda: None
 
     def packets(self) -> Iterator[Packet] | AsyncIterator[Packet]:
         raise NotImplementedError

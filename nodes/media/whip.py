@@ -97,6 +97,7 @@ class WhipSource(Source):
             self.counters.reconnects += 1
         self.publisher = session.peer
         self.state = "connecting"
+        self.on_change()
         self._session_origin = None
 
     def detach(self, session: WhipSession) -> None:
@@ -104,6 +105,7 @@ class WhipSource(Source):
             self._session = None
             self.state = "waiting"
             self.publisher = None
+            self.on_change()
 
     def deliver(self, session: WhipSession, codec: Any, frame: Any) -> None:
         if session is not self._session:
