@@ -91,6 +91,11 @@ class Scene:
         self.stage = stage_for(self.camera, near_y=config.near_m, far_y=config.far_m, min_person_px=min_px,
                                gait=config.gait, paths=config.paths, speed_variation=config.speed_variation,
                                appearance=config.appearance)
+        if config.background == "track" and config.far_m is None:
+            from dataclasses import replace as _replace
+
+            # Keep random people on the eight lanes (1.22 m each) that start 0.6 m before the near lane.
+            self.stage = _replace(self.stage, far_y=min(self.stage.far_y, self.stage.near_y - 0.6 + 8 * 1.22 - 0.3))
         self._schedule = Schedule(self.stage, config.seed, config.people) if not config.walkers else None
         self._background: np.ndarray | None = None
 

@@ -6,8 +6,10 @@ Definitions (all documented for the workstreams that test against this):
 - ``visible_fraction``: share of the person's silhouette (sampled on a grid) that is inside the picture and not
   covered by a nearer person.
 - ``foot_world``: the ground point below the mid-hip (the point that moves along the path at ``speed_mps``);
-  ``foot_px`` is its projection. The bbox bottom centre lies close to it (the lower foot is on the ground near it).
-- ``keypoints``: BlazePose-33 name -> (x, y, visible); ``visible`` is False when the point is outside the picture
+  ``foot_px`` is its projection. The bbox bottom centre (what a detector gives) lies within 15 % of the box
+  height of it horizontally and 10 % vertically (a stride spreads the feet; the lower foot is on the ground).
+- ``keypoints``: BlazePose-33 name -> (x, y, visible) in pixels (may lie outside the picture); ``visible`` is
+  False when the point is outside the picture
   or covered by another person or by one of the person's own body parts nearer to the camera (e.g. the far
   arm behind the chest), not counting the limb the point belongs to.
 - ``joint_angles``: computed from the projected keypoints with :func:`skeleton.joint_angles` (image plane).
