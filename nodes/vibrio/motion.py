@@ -2,11 +2,16 @@
 
 Per stream: the first ``motion_warmup`` frames build the background as their per-pixel median (so people present
 from the start do not become ghosts); after that a running mean/variance model adapts at ``motion_learning_rate``
-on background pixels and ten times slower under foreground. A pixel is foreground when it differs from the
-background by more than ``motion_threshold`` grey levels and three standard deviations. Closing then opening
-(max-pool morphology) joins body parts and removes speckle. Everything up to the mask runs on the node's device
-at ``MOTION_WIDTH`` px wide; labelling runs on the small mask: OpenCV on the CPU (kornia's iterative labelling
-costs ~11 ms per 160×90 mask on a CPU core), kornia on CUDA.
+on background pixels and ten times slower under foreground, while foreground that stops changing for
+``GHOST_FRAMES`` is absorbed quickly (the ghost of someone who stood still during warm-up). A pixel is foreground
+when one colour channel differs from the background by more than ``motion_threshold`` levels and three standard
+deviations, unless it looks like a cast shadow (the background dimmed evenly across channels). Closing then
+opening (max-pool morphology) joins body parts and removes speckle. Everything up to the mask runs on the node's
+device at ``motion_width`` px wide; labelling runs on the small mask: OpenCV on the CPU (kornia's iterative
+labelling costs ~11 ms per 160×90 mask on a CPU core), kornia on CUDA.
+
+Known limit: people who overlap in the picture merge into one blob (one box), which costs recall and identity
+switches in crowds; a learned detector (``onnx``/``torchscript``) does not have that problem.
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ import torch.nn.functional as F
 from .detector import Detector, DetectorConfig, DetectorInfo, clip_boxes, empty_boxes
 from .torchscript import picture_tensor
 
-#: Width the background model works at (people stay several pixels wide at 1080p).
-MOTION_WIDTH = 320
-_GREY = (0.299, 0.587, 0.114)
+#: Foreground that has not changed for this many frames is absorbed into the background at ``GHOST_RATE``
+#: per frame: the ghost a person leaves where they stood during warm-up fades in about a second.
+GHOST_FRAMES, GHOST_RATE = 20, 0.2
+#: Shadow test: every channel between these fractions of the background, and channels dimmed alike.
+SHADOW_DARKEST, SHADOW_LIGHTEST, SHADOW_HUE_SPREAD = 0.35, 0.92, 0.12
 
 
 @dataclass
@@ -34,6 +41,9 @@ class Background:
     warmup: list[torch.Tensor] = field(default_factory=list)
     mean: torch.Tensor | None = None
     var: torch.Tensor | None = None
+    previous: torch.Tensor | None = None
+    #: Consecutive frames each pixel has been foreground without changing (a ghost or someone standing still).
+    still: torch.Tensor | None = None
 
 
 def dilate(mask: torch.Tensor, size: int) -> torch.Tensor:
@@ -82,8 +92,14 @@ class MotionDetector(Detector):
         self.device = config.device if config.device.startswith("cuda") else "cpu"
         self.labeller = labeller if labeller != "auto" else ("kornia" if self.device != "cpu" else "cv2")
         self.models: dict[str, Background] = {}
-        self._grey = torch.tensor(_GREY, device=self.device).view(1, 3, 1, 1)
         self.info = DetectorInfo("motion", self.device, f"labels with {self.labeller}")
+
+    @staticmethod
+    def _shadow(colour: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """Pixels that are the background, only darker with the same hue: a cast shadow, not a person."""
+        ratio = colour / (mean + 1.0)
+        low, high = ratio.amin(dim=1, keepdim=True), ratio.amax(dim=1, keepdim=True)
+        return (low > SHADOW_DARKEST) & (high < SHADOW_LIGHTEST) & (high - low < SHADOW_HUE_SPREAD)
 
     def forget(self, key: str) -> None:
         self.models.pop(key, None)
@@ -93,28 +109,35 @@ class MotionDetector(Detector):
         c = self.config
         picture = picture_tensor(image, self.device)
         _, height, width = picture.shape
-        factor = min(1.0, MOTION_WIDTH / width)
+        factor = min(1.0, c.motion_width / width)
         size = (max(8, round(height * factor)), max(8, round(width * factor)))
-        grey = (picture.unsqueeze(0).float() * self._grey).sum(dim=1, keepdim=True)
+        colour = picture.unsqueeze(0).float()
         if size != (height, width):
-            grey = F.interpolate(grey, size=size, mode="area")
+            colour = F.interpolate(colour, size=size, mode="area")
         model = self.models.get(key)
         if model is None or model.shape != size:
             model = self.models[key] = Background(size)
         if model.mean is None or model.var is None:
-            model.warmup.append(grey)
+            model.warmup.append(colour)
             if len(model.warmup) < max(1, c.motion_warmup):
                 return empty_boxes()
             stack = torch.cat(model.warmup)
             model.mean = stack.median(dim=0, keepdim=True).values
-            model.var = stack.var(dim=0, keepdim=True).clamp(min=4.0) if len(stack) > 1 else torch.full_like(
-                grey, 16.0)
+            spread = (stack - model.mean).abs().amax(dim=1, keepdim=True)
+            model.var = spread.square().mean(dim=0, keepdim=True).clamp(min=4.0)
             model.warmup.clear()
             return empty_boxes()
-        diff = grey - model.mean
-        foreground = (diff.abs() > c.motion_threshold) & (diff.square() > 9 * model.var)
+        delta = colour - model.mean
+        # Largest per-channel difference: a teal shirt on green grass has the grass's grey level but not its hue.
+        diff = delta.abs().amax(dim=1, keepdim=True)
+        foreground = (diff > c.motion_threshold) & (diff.square() > 9 * model.var) & ~self._shadow(colour, model.mean)
+        changing = (colour - model.previous).abs().amax(dim=1, keepdim=True) > c.motion_threshold / 2 \
+            if model.previous is not None else foreground
+        model.still = torch.where(foreground & ~changing, (model.still if model.still is not None else 0) + 1, 0)
+        model.previous = colour
         rate = torch.where(foreground, c.motion_learning_rate * 0.1, c.motion_learning_rate)
-        model.mean += rate * diff
+        rate = torch.where(model.still > GHOST_FRAMES, GHOST_RATE, rate)
+        model.mean += rate * delta
         model.var += rate * (diff.square().clamp(max=2500) - model.var)
         model.var.clamp_(min=4.0)
         mask = foreground.float()

@@ -95,6 +95,7 @@ class Vibrio(Node):
         motion_threshold: float = param(25.0, "motion: grey-level difference for foreground", minimum=1)
         motion_warmup: int = param(10, "motion: frames used to build the initial background", minimum=1)
         motion_min_area: float = param(0.0005, "motion: smallest blob, as a fraction of the picture", minimum=0)
+        motion_width: int = param(320, "motion: width the background model works at", minimum=32, maximum=3840)
         high_threshold: float = param(0.5, "tracker: confident detection score", minimum=0, maximum=1)
         low_threshold: float = param(0.1, "tracker: low-score detections kept for second association",
                                      minimum=0, maximum=1)
@@ -127,7 +128,7 @@ class Vibrio(Node):
             detect_width=p.detect_width, hog_hit_threshold=p.hog_hit_threshold, hog_stride=p.hog_stride,
             hog_scale=p.hog_scale, hog_upscale=p.hog_upscale, motion_learning_rate=p.motion_learning_rate,
             motion_threshold=p.motion_threshold, motion_warmup=p.motion_warmup,
-            motion_min_area=p.motion_min_area, threads=p.threads)
+            motion_min_area=p.motion_min_area, motion_width=p.motion_width, threads=p.threads)
         # Model loading can take seconds: keep it off the event loop.
         self.detector = await self.offload(make_detector, config)
         self.states: OrderedDict[str, StreamState] = OrderedDict()
@@ -166,7 +167,8 @@ class Vibrio(Node):
             state = self._reset(frame.stream_id)
         boxes = self.detector.detect(frame.image, frame.stream_id)
         outputs = state.tracker.update(boxes, now)
-        tracks = [self._track(state, out, now) for out in outputs]
+        width, height = frame.width, frame.height
+        tracks = [self._track(state, out, now, width, height) for out in outputs]
         state.speed.prune(now)
         result = Tracks(detections=[Detection(bbox=(float(b[0]), float(b[1]), float(b[2]), float(b[3])),
                                               score=float(b[4])) for b in boxes],
@@ -185,8 +187,10 @@ class Vibrio(Node):
             return f"frame says device {frame.device} but carries {type(frame.image).__name__}"
         return image_problem(frame.image)
 
-    def _track(self, state: StreamState, out: Any, now: float) -> Track:
-        x1, y1, x2, y2 = (float(v) for v in out.box)
+    def _track(self, state: StreamState, out: Any, now: float, width: int, height: int) -> Track:
+        # The filtered box may overhang the picture for people at its edge: report the visible part.
+        x1, x2 = (min(max(float(v), 0.0), width) for v in out.box[0::2])
+        y1, y2 = (min(max(float(v), 0.0), height) for v in out.box[1::2])
         foot_px = ((x1 + x2) / 2, y2)
         world: tuple[float, float] | None = None
         if self.plane is not None:
