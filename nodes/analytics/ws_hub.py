@@ -128,10 +128,7 @@ class WsClient:
                                              "to_seq": None, "reason": "unknown_seq", "last_seq": ring.last_seq}))
             self.last_seq = since if ring is None or since <= ring.last_seq else ring.last_seq
             return
-        if since + 1 < ring.first_seq:
-            self.send_now(notice("gap", {"stream_id": self.stream_id, "from_seq": since + 1,
-                                         "to_seq": ring.first_seq - 1, "reason": "evicted"}))
-        self.last_seq = since
+        self.last_seq = since  # what the ring no longer holds is reported by the writer as a gap
         self.replay_cursor = since
         self.replay_ring = ring
         self._wake.set()
