@@ -11,15 +11,16 @@ import networkx as nx
 from . import devices
 from .channel import Policy
 from .errors import GraphError, GraphErrors, Location, ParamsError
-from .messages import Message, Packet, VideoFrame, compatible
+from .messages import Control, Message, Packet, VideoFrame, compatible
 from .node import Node
 from .params import validate as validate_params
 from .registry import Registry
 from .spec import ErrorPolicy, GraphSpec, NodeSpec, locate
 
 DEFAULT_QUEUE = 8
-#: Live media defaults to dropping the oldest message; everything else is lossless unless the YAML says so.
-LIVE_TYPES: tuple[type[Message], ...] = (Packet, VideoFrame)
+#: Live media (and control requests flowing against it) default to dropping the oldest message, so a forgotten
+#: policy can never make the stream wait; everything else is lossless unless the YAML says so.
+LIVE_TYPES: tuple[type[Message], ...] = (Packet, VideoFrame, Control)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class NodePlan:
     stage: str
     on_error: ErrorPolicy
     source: bool
+    nice: int = 0
 
 
 @dataclass
@@ -83,7 +85,7 @@ class ExecutionPlan:
             "nodes": {
                 n.name: {
                     "type": n.node_type, "device": n.device, "device_why": n.device_why, "mode": n.mode,
-                    "stage": n.stage, "source": n.source, "on_error": n.on_error.policy,
+                    "stage": n.stage, "source": n.source, "on_error": n.on_error.policy, "nice": n.nice,
                     "inputs": {p: i.type.__name__ for p, i in n.cls.inputs.items()},
                     "outputs": {p: o.type.__name__ for p, o in n.cls.outputs.items()},
                 }
@@ -109,6 +111,8 @@ class ExecutionPlan:
             for member in members:
                 node = self.nodes[member]
                 where = f"{node.device}; {node.device_why}; on_error={node.on_error.policy}"
+                if node.nice:
+                    where += f"; nice {node.nice}"
                 lines.append(f"    {member}: {node.node_type} [{where}]")
         lines.append("  edges:")
         for e in self.edges:
@@ -232,7 +236,7 @@ def compile_plan(spec: GraphSpec, registry: Registry | None = None) -> Execution
         device, why = placed[name]
         nodes[name] = NodePlan(name=name, node_type=enabled[name].type, cls=cls, params=params[name], device=device,
                                device_why=why, mode=_mode(cls, device), stage=name,
-                               on_error=enabled[name].on_error, source=cls.is_source())
+                               on_error=enabled[name].on_error, source=cls.is_source(), nice=enabled[name].nice)
     for edge in edges:
         target = nodes[edge.target]
         incoming = [e for e in edges if e.target == edge.target]

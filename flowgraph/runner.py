@@ -11,6 +11,8 @@ import contextlib
 import functools
 import inspect
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +68,13 @@ class NodeRunner:
 
     # -- worker thread --------------------------------------------------------------------------------------
     def _thread_init(self) -> None:
+        if self.plan.nice:
+            # Linux schedules threads individually: lowering this one leaves the video path's threads alone
+            try:
+                process_nice = os.getpriority(os.PRIO_PROCESS, 0)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, process_nice + self.plan.nice))
+            except OSError as exc:
+                self.node.log.warning("could not lower worker thread priority: %s", exc)
         if self._cuda is not None:
             self._cuda.bind_thread()
 

@@ -363,6 +363,7 @@ class NodeSpec:
     loc: Location
     type_loc: Location
     params_doc: Any = None
+    nice: int = 0
 
 
 @dataclass
@@ -422,6 +423,7 @@ def build_spec(document: Any, file: str) -> GraphSpec:
             device=body.get("device", defaults.get("device", "auto")),
             on_error=_error_policy(body.get("on_error", defaults.get("on_error"))),
             enabled=bool(body.get("enabled", True)),
+            nice=int(body.get("nice", defaults.get("nice", 0))),
             loc=raw_nodes.key_locs[name],
             type_loc=body.value_locs["node"],
             params_doc=body.get("params"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ class Square(Node):
     def process(self, msg: Data) -> Data:
         self.threads = getattr(self, "threads", set())
         self.threads.add(threading.current_thread().name)
+        self.priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         return Data(value=msg.value * msg.value).like(msg)
 
 

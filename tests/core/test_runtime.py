@@ -282,3 +282,19 @@ nodes:
     lines = [r.getMessage() for r in caplog.records if r.name == "flowgraph.frames"]
     assert len(lines) == 3
     assert lines[2].startswith("node=c port=inp stream=cam1 frame_id=2 process_ms=")
+
+
+async def test_nice_lowers_only_the_worker_thread(plan) -> None:
+    import os
+
+    p = plan("""
+nodes:
+  t: {node: tick, params: {hz: 0, count: 20}}
+  sq: {node: square, nice: 7, inputs: {inp: t/out}}
+  c: {node: collect, inputs: {inp: sq/out}}
+""")
+    assert p.nodes["sq"].nice == 7 and "nice 7" in p.describe()
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    rt = await run_to_end(p)
+    assert rt.runners["sq"].node.priority == min(19, base + 7)  # type: ignore[attr-defined]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the loop thread is untouched
