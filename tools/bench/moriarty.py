@@ -58,7 +58,7 @@ async def measure(kind: str, rendered: list[tuple[np.ndarray, Any]], warmup: int
     node = Moriarty(NodeContext(name="pose"), params)
     truth_backend = TruthBackend()
     if kind == "baseline":
-        node._make_backend = lambda: truth_backend  # type: ignore[method-assign]
+        node._make_backend = lambda: truth_backend
     await node.start()
     times, found, total = [], 0, 0
     for i, (image, truth) in enumerate(rendered):

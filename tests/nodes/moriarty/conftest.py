@@ -17,6 +17,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -209,7 +210,7 @@ def draw_dots(image: np.ndarray, keypoints: np.ndarray, radius: int = 6) -> None
         cv2.circle(image, centre, radius << shift, tuple(int(c) for c in colour), -1, cv2.LINE_AA, shift)
 
 
-def build_colour_model(kind: str, stride: int = 4, split: float = 2.0):  # type: ignore[no-untyped-def]
+def build_colour_model(kind: str, stride: int = 4, split: float = 2.0):
     """A torch module: colour similarity -> blurred heatmaps (``heatmap``) or x/y profiles (``simcc``)."""
     import torch
     from torch.nn import functional
@@ -229,12 +230,13 @@ def build_colour_model(kind: str, stride: int = 4, split: float = 2.0):  # type:
             self.register_buffer("gx", g.reshape(1, 1, 1, -1).repeat(17, 1, 1, 1))
             self.register_buffer("gy", g.reshape(1, 1, -1, 1).repeat(17, 1, 1, 1))
 
-        def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
-            rgb = x * self.std + self.mean
-            d2 = ((rgb.unsqueeze(1) - self.colours) ** 2).sum(2)
+        def forward(self, x: torch.Tensor) -> Any:
+            buffers: dict[str, Any] = dict(self.named_buffers())
+            rgb = x * buffers["std"] + buffers["mean"]
+            d2 = ((rgb.unsqueeze(1) - buffers["colours"]) ** 2).sum(2)
             heat = torch.exp(-d2 / (2 * 30.0 ** 2))
-            heat = functional.conv2d(heat, self.gx, padding=(0, 6), groups=17)
-            heat = functional.conv2d(heat, self.gy, padding=(6, 0), groups=17)
+            heat = functional.conv2d(heat, buffers["gx"], padding=(0, 6), groups=17)
+            heat = functional.conv2d(heat, buffers["gy"], padding=(6, 0), groups=17)
             if kind == "heatmap":
                 return (functional.avg_pool2d(heat, stride) * 2.0).clamp(max=1.0)
             # 1-D profiles through the peak (max over the other axis), upsampled to split_ratio bins per pixel
@@ -245,7 +247,7 @@ def build_colour_model(kind: str, stride: int = 4, split: float = 2.0):  # type:
     return ColourPose().eval()
 
 
-def export_model(module, path: Path, runtime: str, input_hw: tuple[int, int], simcc: bool = False) -> Path:  # type: ignore[no-untyped-def]
+def export_model(module, path: Path, runtime: str, input_hw: tuple[int, int], simcc: bool = False) -> Path:
     import torch
 
     example = torch.zeros(1, 3, *input_hw)

@@ -10,7 +10,7 @@ from flowgraph.nodes.moriarty.biomech import MotionConfig, PersonMotion
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33, COCO17, gate
 
 
-def standing(skeleton=COCO17) -> np.ndarray:  # type: ignore[no-untyped-def]
+def standing(skeleton=COCO17) -> np.ndarray:
     """Upright, legs straight, arms hanging along the trunk (image y down)."""
     pts = {"nose": (100, 40), "left_shoulder": (110, 80), "right_shoulder": (90, 80), "left_elbow": (110, 130),
            "right_elbow": (90, 130), "left_wrist": (110, 180), "right_wrist": (90, 180), "left_hip": (110, 180),
@@ -27,15 +27,15 @@ def standing(skeleton=COCO17) -> np.ndarray:  # type: ignore[no-untyped-def]
 def test_standing_pose_has_the_reference_angles() -> None:
     a = joint_angles(standing(), COCO17)
     for side in ("left", "right"):
-        assert abs(a[f"{side}_knee"] - 180) < 1e-6  # type: ignore[operator]
-        assert abs(a[f"{side}_elbow"] - 180) < 1e-6  # type: ignore[operator]
-        assert a[f"{side}_shoulder"] < 1e-6  # type: ignore[operator]
-        assert abs(a[f"{side}_hip"] - 180) < 1e-6  # type: ignore[operator]
+        assert abs(a[f"{side}_knee"] - 180) < 1e-6
+        assert abs(a[f"{side}_elbow"] - 180) < 1e-6
+        assert a[f"{side}_shoulder"] < 1e-6
+        assert abs(a[f"{side}_hip"] - 180) < 1e-6
     assert a["trunk_lean"] is not None and a["trunk_lean"] < 1e-6
 
 
 def test_right_angles_and_lean_direction_is_absolute() -> None:
-    assert abs(angle_at(np.array([0.0, 10.0]), np.zeros(2), np.array([10.0, 0.0])) - 90) < 1e-9  # type: ignore[operator]
+    assert abs(angle_at(np.array([0.0, 10.0]), np.zeros(2), np.array([10.0, 0.0])) - 90) < 1e-9
     assert angle_at(np.zeros(2), np.zeros(2), np.ones(2)) is None
     kps = standing()
     kps[COCO17.index["left_shoulder"], :2] += (30, 0)
@@ -65,7 +65,7 @@ def test_angular_velocity_is_the_fitted_rate() -> None:
     assert slope(np.array([0.0, 1.0]), np.array([0.0, 1.0])) is None  # too few samples
 
 
-def test_runner_angles_within_3_degrees_with_keypoint_noise(gait) -> None:  # type: ignore[no-untyped-def]
+def test_runner_angles_within_3_degrees_with_keypoint_noise(gait) -> None:
     """Accuracy target: synthetic skeletons with known joint angles -> mean angle error <= 3 degrees.
 
     1 px Gaussian noise on every keypoint of a ~300 px tall person, through moriarty's smoothing.
@@ -82,7 +82,7 @@ def test_runner_angles_within_3_degrees_with_keypoint_noise(gait) -> None:  # ty
             if i < 10:  # filter warm-up
                 continue
             for k, v in g.truth_angles(t).items():
-                errors.setdefault(k, []).append(abs(angles[k] - v))  # type: ignore[operator]
+                errors.setdefault(k, []).append(abs(angles[k] - v))
         for k, e in errors.items():
             report[f"{name}/{k}"] = (round(float(np.mean(e)), 2), round(float(np.percentile(e, 95)), 2))
             assert np.mean(e) <= 3.0, (name, k, report[f"{name}/{k}"])

@@ -11,7 +11,7 @@ from flowgraph.nodes.moriarty.grf import G, ground_reaction_force, vertical_acce
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33, COCO17, as_wire, gate, to_coco17
 
 
-def test_centre_of_mass_of_a_standing_person(gait) -> None:  # type: ignore[no-untyped-def]
+def test_centre_of_mass_of_a_standing_person(gait) -> None:
     g = gait(speed_mps=0.001, bounce_m=0.0, lean_deg=0.0, arm_swing_deg=0.0)
     kps = g.keypoints(0.0)
     com = centre_of_mass(kps, BLAZEPOSE33)
@@ -27,7 +27,7 @@ def test_centre_of_mass_of_a_standing_person(gait) -> None:  # type: ignore[no-u
     assert centre_of_mass(half, BLAZEPOSE33) is None
 
 
-def test_stature_from_the_joint_chain(gait) -> None:  # type: ignore[no-untyped-def]
+def test_stature_from_the_joint_chain(gait) -> None:
     g = gait()
     heights = [stature_px(g.keypoints(t), BLAZEPOSE33) for t in np.arange(0, 1, 0.1)]
     assert all(h is not None and abs(h - g.stature_m * g.px_per_m) / (g.stature_m * g.px_per_m) < 0.06
@@ -47,14 +47,14 @@ def test_vertical_acceleration_of_a_bouncing_body() -> None:
     rate, amp_m, freq, m_per_px = 30.0, 0.04, 2.8, 0.006
     t = np.arange(0, 2, 1 / rate)
     y_px = 300 - amp_m * np.sin(2 * np.pi * freq * t) / m_per_px  # image y down: up is minus
-    a_up, at = vertical_acceleration(t, y_px, m_per_px)  # type: ignore[misc]
+    a_up, at = vertical_acceleration(t, y_px, m_per_px)
     truth = -amp_m * (2 * np.pi * freq) ** 2 * math.sin(2 * math.pi * freq * at)
     peak = amp_m * (2 * np.pi * freq) ** 2
     assert abs(a_up - truth) < 0.15 * peak  # a 5-point fit at 30 fps smooths a 2.8 Hz bounce by ~12 %
     assert abs(at - (t[-1] - 2 / rate)) < 1e-9
 
 
-def test_running_grf_averages_body_weight(gait) -> None:  # type: ignore[no-untyped-def]
+def test_running_grf_averages_body_weight(gait) -> None:
     g = gait(bounce_m=0.04)
     motion = PersonMotion(BLAZEPOSE33, MotionConfig(body_mass_kg=70.0, height_m=g.stature_m))
     forces = []

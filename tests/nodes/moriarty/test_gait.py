@@ -10,7 +10,7 @@ from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33, gate
 WALK = dict(cadence_spm=110, speed_mps=1.4, duty=0.62, lift_m=0.2, lean_deg=2, elbow_deg=150)
 
 
-def series(g, seconds: float = 8.0, fps: float = 30.0, drop: float = 0.0, seed: int = 0):  # type: ignore[no-untyped-def]
+def series(g, seconds: float = 8.0, fps: float = 30.0, drop: float = 0.0, seed: int = 0):
     """Times, ankles, stature and world track; ``drop`` = share of frames lost (latest-frame policy)."""
     rng = np.random.default_rng(seed)
     times = [i / fps for i in range(int(seconds * fps)) if rng.random() >= drop]
@@ -21,7 +21,7 @@ def series(g, seconds: float = 8.0, fps: float = 30.0, drop: float = 0.0, seed: 
     return np.array(times), left, right, g.stature_m * g.px_per_m, world
 
 
-def test_cadence_and_stride_of_a_runner_and_a_walker(gait) -> None:  # type: ignore[no-untyped-def]
+def test_cadence_and_stride_of_a_runner_and_a_walker(gait) -> None:
     report = {}
     for name, kw in {"run": {}, "walk": WALK, "sprint": dict(cadence_spm=200, speed_mps=7.0, duty=0.25)}.items():
         g = gait(noise_px=1.0, seed=1, **kw)
@@ -41,29 +41,29 @@ def test_cadence_and_stride_of_a_runner_and_a_walker(gait) -> None:  # type: ign
     print("cadence / stride length / contact time error (%):", report)
 
 
-def test_dropped_frames_and_25_fps(gait) -> None:  # type: ignore[no-untyped-def]
+def test_dropped_frames_and_25_fps(gait) -> None:
     g = gait(noise_px=1.0, seed=2)
     m = analyse_gait(*series(g, fps=25.0, drop=0.2, seed=5))
     assert m.cadence_spm is not None
     assert abs(m.cadence_spm - g.cadence_spm) / g.cadence_spm <= 0.02
 
 
-def test_a_limp_shows_as_contact_asymmetry(gait) -> None:  # type: ignore[no-untyped-def]
+def test_a_limp_shows_as_contact_asymmetry(gait) -> None:
     g = gait(duty=0.55, duty_left=0.68, cadence_spm=110, speed_mps=1.3, lift_m=0.2)
     m = analyse_gait(*series(g))
     expected = 100 * abs(0.68 - 0.55) / ((0.68 + 0.55) / 2)
     assert m.contact_asymmetry_pct is not None and abs(m.contact_asymmetry_pct - expected) < 0.35 * expected
-    assert m.contact_time_left_s > m.contact_time_right_s  # type: ignore[operator]
+    assert m.contact_time_left_s > m.contact_time_right_s
     assert m.cadence_spm is not None and abs(m.cadence_spm - 110) / 110 <= 0.02
 
 
-def test_without_calibration_there_is_no_metre_figure(gait) -> None:  # type: ignore[no-untyped-def]
+def test_without_calibration_there_is_no_metre_figure(gait) -> None:
     t, left, right, stature, _ = series(gait())
     m = analyse_gait(t, left, right, stature, None)
     assert m.stride_length_m is None and m.stride_length_statures is not None
 
 
-def test_not_enough_to_go_on_gives_none(gait) -> None:  # type: ignore[no-untyped-def]
+def test_not_enough_to_go_on_gives_none(gait) -> None:
     t, left, right, stature, world = series(gait(), seconds=0.5)
     assert analyse_gait(t, left, right, stature, world).cadence_spm is None
     t, left, right, stature, world = series(gait())
@@ -79,7 +79,7 @@ def test_stride_period_skips_a_missed_contact() -> None:
     assert period is not None and abs(period - 0.7) < 1e-9 and strides == 4
 
 
-def test_per_person_metrics_through_motion_history(gait) -> None:  # type: ignore[no-untyped-def]
+def test_per_person_metrics_through_motion_history(gait) -> None:
     g = gait(noise_px=1.0)
     motion = PersonMotion(BLAZEPOSE33, MotionConfig())
     metrics = {}

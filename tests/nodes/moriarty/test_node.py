@@ -77,7 +77,7 @@ async def test_biomechanics_end_to_end_through_the_model(colour_models: dict[str
     node = await make(backend="onnx", model=str(colour_models["onnx-heatmap"]), body_mass_kg=70.0)
     people = runners(gait)
     fps = 30.0
-    angle_errors: dict[int, list[float]] = {1: [], 2: []}
+    angle_errors: dict[int | None, list[float]] = {1: [], 2: []}
     last: Poses | None = None
     for i in range(int(5 * fps)):
         t = i / fps
@@ -89,7 +89,7 @@ async def test_biomechanics_end_to_end_through_the_model(colour_models: dict[str
             continue
         for pose in last.poses:
             truth = people[pose.track_id - 1].truth_angles(t)  # type: ignore[operator]
-            angle_errors[pose.track_id] += [abs(pose.joint_angles[k] - v) for k, v in truth.items()  # type: ignore[misc,operator]
+            angle_errors[pose.track_id] += [abs(pose.joint_angles[k] - v) for k, v in truth.items()
                                             if pose.joint_angles[k] is not None]
     assert last is not None
     report = {}

@@ -42,7 +42,7 @@ def test_smooth_series_and_derivative() -> None:
     clean = np.sin(2 * np.pi * 1.0 * t)
     noisy = clean + np.random.default_rng(1).normal(0, 0.05, len(t))
     for method in ("butter", "savgol"):
-        smooth = smooth_series(noisy, rate, 4.0, method)  # type: ignore[arg-type]
+        smooth = smooth_series(noisy, rate, 4.0, method)
         assert np.abs(smooth - clean)[10:-10].mean() < 0.03
     velocity = derivative(clean, rate)
     assert np.abs(velocity - 2 * np.pi * np.cos(2 * np.pi * t))[2:-2].max() < 0.1

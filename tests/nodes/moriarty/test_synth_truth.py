@@ -30,7 +30,7 @@ def test_synth_people(gait: str) -> None:
             kps[:, :2] += rng.normal(0, 1.0, (33, 2))
             _, angles, metrics = motion.update(truth.time_s, gate(kps, 0.5), person.foot_world)
             if i >= 10:
-                angle_errors += [abs(angles[k] - v) for k, v in person.joint_angles.items()  # type: ignore[operator]
+                angle_errors += [abs(angles[k] - v) for k, v in person.joint_angles.items()
                                  if v is not None and angles.get(k) is not None]
             last[person.person_id] = (metrics, person)
     assert np.mean(angle_errors) <= 3.0, np.mean(angle_errors)

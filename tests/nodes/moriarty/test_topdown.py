@@ -11,7 +11,7 @@ from flowgraph.nodes.moriarty.topdown import TopDownBackend
 from tests.nodes.moriarty.conftest import build_colour_model, draw_dots, export_model
 
 
-def scene(gait, people: int = 3, t: float = 0.5):  # type: ignore[no-untyped-def]
+def scene(gait, people: int = 3, t: float = 0.5):
     """A black 1280x720 frame with each person's COCO-17 joints drawn as coloured dots."""
     image = np.zeros((720, 1280, 3), np.uint8)
     truth, boxes = [], []
@@ -31,20 +31,20 @@ def errors(found: list[np.ndarray | None], truth: list[np.ndarray]) -> np.ndarra
 
 
 @pytest.mark.parametrize("name", ["onnx-heatmap", "onnx-simcc", "torchscript-heatmap", "torchscript-simcc"])
-def test_keypoints_land_on_the_dots(name: str, colour_models: dict[str, Path], gait) -> None:  # type: ignore[no-untyped-def]
+def test_keypoints_land_on_the_dots(name: str, colour_models: dict[str, Path], gait) -> None:
     runtime = name.split("-")[0]
     size = None if runtime == "onnx" else (256, 192)  # ONNX records its input size; TorchScript does not
-    backend = TopDownBackend(str(colour_models[name]), runtime, input_size=size, max_batch=2)  # type: ignore[arg-type]
+    backend = TopDownBackend(str(colour_models[name]), runtime, input_size=size, max_batch=2)
     image, truth, boxes = scene(gait)
     found = backend.infer(image, boxes)
     assert len(found) == 3
     err = errors(found, truth)
     assert err.mean() < 1.5 and err.max() < 6.0, (name, err.mean(), err.max())  # max: overlapping head dots
-    assert np.median([f[:, 2] for f in found]) > 0.6  # type: ignore[index]
+    assert np.median([f[:, 2] for f in found]) > 0.6
     assert backend.skeleton.name == "coco17"
 
 
-def test_cuda_tensor_path_crops_with_grid_sample(colour_models: dict[str, Path], gait) -> None:  # type: ignore[no-untyped-def]
+def test_cuda_tensor_path_crops_with_grid_sample(colour_models: dict[str, Path], gait) -> None:
     """A (3, H, W) tensor frame is cropped on its own device (here the CPU) and agrees with the OpenCV path."""
     import torch
 
@@ -53,10 +53,10 @@ def test_cuda_tensor_path_crops_with_grid_sample(colour_models: dict[str, Path],
     on_numpy = backend.infer(image, boxes)
     on_tensor = backend.infer(torch.from_numpy(image).permute(2, 0, 1).contiguous(), boxes)
     assert errors(on_tensor, truth).mean() < 1.5
-    assert max(float(np.abs(a - b).max()) for a, b in zip(on_numpy, on_tensor, strict=True)) < 0.5  # type: ignore[operator]
+    assert max(float(np.abs(a - b).max()) for a, b in zip(on_numpy, on_tensor, strict=True)) < 0.5
 
 
-def test_fixed_batch_one_model(tmp_path: Path, gait) -> None:  # type: ignore[no-untyped-def]
+def test_fixed_batch_one_model(tmp_path: Path, gait) -> None:
     import warnings
 
     import torch
@@ -72,7 +72,7 @@ def test_fixed_batch_one_model(tmp_path: Path, gait) -> None:  # type: ignore[no
     assert errors(backend.infer(image, boxes), truth).mean() < 3.0  # one crop per call, smaller input
 
 
-def test_whole_frame_single_person(colour_models: dict[str, Path], gait) -> None:  # type: ignore[no-untyped-def]
+def test_whole_frame_single_person(colour_models: dict[str, Path], gait) -> None:
     backend = TopDownBackend(str(colour_models["onnx-heatmap"]), "onnx")
     whole = np.zeros((720, 540, 3), np.uint8)  # the model's aspect ratio: one person filling the frame
     g = gait(origin=(150, 650), px_per_m=330, depth_px=(30.0, -15.0))
