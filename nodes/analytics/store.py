@@ -87,6 +87,7 @@ class Store(Node):
         self._types = frozenset(p.types)
         self._run = secrets.token_hex(4)
         self._count = 0
+        self._stopped = False
         await self.writer.start()
 
     def _spool_dir(self) -> Path:
@@ -116,11 +117,11 @@ class Store(Node):
 
     async def stop(self) -> None:
         writer = getattr(self, "writer", None)
-        if writer is None:
+        if writer is None or self._stopped:
             return
+        self._stopped = True
         await writer.close(self.params.flush_timeout_s)
         await self.backend.close()
-        self.writer = None  # type: ignore[assignment]
 
     # -- reading back (REST) --------------------------------------------------------------------------------
     async def query(self, stream_id: str, t_from: float | None, t_to: float | None, types: Sequence[str] | None,

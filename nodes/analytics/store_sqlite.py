@@ -75,7 +75,10 @@ class SqliteBackend(Backend):
 
     async def query(self, stream_id: str, t_from: float | None, t_to: float | None, types: Sequence[str] | None,
                     limit: int) -> list[dict[str, Any]]:
-        return list(await self._offload(self._query, stream_id, t_from, t_to, types, limit))
+        try:
+            return list(await self._offload(self._query, stream_id, t_from, t_to, types, limit))
+        except RuntimeError as exc:  # the node's worker thread is gone: the store has stopped
+            raise BackendDown(f"sqlite {self.path}: store stopped") from exc
 
     def _query(self, stream_id: str, t_from: float | None, t_to: float | None, types: Sequence[str] | None,
                limit: int) -> list[dict[str, Any]]:
@@ -98,7 +101,10 @@ class SqliteBackend(Backend):
         return [wire(t, s, p) for t, s, p in db.execute(sql, args)]
 
     async def has_stream(self, stream_id: str) -> bool:
-        return bool(await self._offload(self._has, stream_id))
+        try:
+            return bool(await self._offload(self._has, stream_id))
+        except RuntimeError:
+            return False
 
     def _has(self, stream_id: str) -> bool:
         db = self._db

@@ -44,6 +44,8 @@ class BatchWriter:
         self._tasks: list[asyncio.Task[None]] = []
         self._recovery: asyncio.Task[None] | None = None
         self._inflight: list[Record] | None = None
+        self._stage = "idle"  # what the writer task is doing with the in-flight batch: backend | spool | idle
+        self._closing = False
         self.up = False
         self.last_error: str | None = None
         self.written = 0  # records the backend acknowledged (direct and replayed)
@@ -68,18 +70,24 @@ class BatchWriter:
                        asyncio.create_task(self._flush_loop(), name="store:flush")]
 
     async def close(self, timeout: float = 3.0) -> None:
-        """Flush what is held (to the backend, else the spool), then stop the tasks."""
+        """Flush what is held to the backend for up to ``timeout`` seconds, spool the rest, stop the tasks."""
         with contextlib.suppress(TimeoutError):
             await self.flush(timeout)
-        tasks = [*self._tasks, *([self._recovery] if self._recovery else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks, self._recovery = [], None
-        # anything still queued (the writer was cancelled mid-way) must not vanish: spool it
-        leftovers: list[Record] = list(self._inflight or ()) + self._batch  # in flight: may be written twice
+        self._closing = True  # from here on every batch goes to the spool
+        await _cancel(self._recovery)  # an unfinished segment stays in the spool for the next run
+        self._recovery = None
+        leftovers: list[Record] = []
+        if self._stage == "backend":
+            # stuck in a backend write: give up on it; it may have landed, so it may be written twice
+            leftovers.extend(self._inflight or ())
+            await _cancel(self._tasks[0] if self._tasks else None)
+        else:
+            with contextlib.suppress(TimeoutError):  # local disk: the writer spools what is queued
+                await asyncio.wait_for(self._queue.join(), 10.0)
+        for task in self._tasks:
+            await _cancel(task)
+        self._tasks = []
+        leftovers.extend(self._batch)
         self._batch, self._inflight = [], None
         while not self._queue.empty():
             leftovers.extend(self._queue.get_nowait())
@@ -126,10 +134,12 @@ class BatchWriter:
                 await self._deliver(batch)
                 self._inflight = None
             finally:
+                self._stage = "idle"
                 self._queue.task_done()
 
     async def _deliver(self, batch: list[Record]) -> None:
-        if self.up and not self.spool.segments:
+        if self.up and not self.spool.segments and not self._closing:
+            self._stage = "backend"
             try:
                 await self._write(batch)
                 return
@@ -138,8 +148,10 @@ class BatchWriter:
             except Exception as exc:  # the backend refused the data itself: keep it aside, don't retry forever
                 await self._reject(batch, exc)
                 return
+            finally:
+                self._stage = "spool"
         await self._to_spool(batch)
-        if not self.up:
+        if not self.up and not self._closing:
             self._start_recovery()
 
     async def _write(self, batch: list[Record]) -> None:
@@ -227,3 +239,11 @@ class BatchWriter:
         return {"up": self.up, "written": self.written, "batches": self.batches, "rejected": self.rejected,
                 "outages": self.outages, "pending_batches": self._queue.qsize(), "batch_fill": len(self._batch),
                 "last_error": self.last_error, **self.spool.stats()}
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
