@@ -134,7 +134,9 @@ def validate(params_cls: type, values: dict[str, Any] | None) -> Any:
             raise ParamsError(f"unknown param {unknown[0]!r}", (*path, unknown[0]), known)
         if error.validator == "required":
             missing = error.message.split("'")[1]
-            raise ParamsError(f"missing required param {missing!r}", path, _describe(schema["properties"][missing]))
+            # The error may come from a nested object (e.g. an item of a list param): describe from its schema.
+            where = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            raise ParamsError(f"missing required param {missing!r}", path, _describe(where.get(missing, {})))
         sub = error.schema if isinstance(error.schema, dict) else {}
         name = ".".join(str(p) for p in path) or "params"
         raise ParamsError(f"bad value {error.instance!r} for {name}", path, _describe(sub) or error.message)
