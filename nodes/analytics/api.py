@@ -282,7 +282,8 @@ def _time(raw: str | None, name: str) -> float | None:
     except ValueError:
         pass
     try:
-        stamp = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        # an unencoded "+01:00" arrives as " 01:00" (form decoding): take it as meant
+        stamp = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:
         raise QueryError(name, f"bad value {raw!r} for {name}", "unix seconds or an ISO 8601 time") from None
     if stamp.tzinfo is None:
