@@ -89,10 +89,12 @@ class Posed:
     root_depth: float
     parts: list[Part]
     bbox_full: tuple[float, float, float, float]
-    #: Projections of the body's vertical axis (through the root) at 0, 0.585 and 1.0 × standing height.
-    axis_px: np.ndarray
-    #: True when the upper body is a photo cut-out (see photo.py): face/arm keypoints are then hidden.
-    photo: bool = False
+    #: Set when the upper body is a photo cut-out (see photo.py): where it is drawn, (x1, y1, x2, y2) px.
+    photo_box: tuple[float, float, float, float] | None = None
+
+    @property
+    def photo(self) -> bool:
+        return self.photo_box is not None
 
 
 def pose_walker(w: Walker, t: float, camera: Camera) -> Posed:
@@ -115,15 +117,11 @@ def pose_walker(w: Walker, t: float, camera: Camera) -> Posed:
     uv, depth = camera.project(world)
     (_, root_depth) = camera.project(np.array([root[0], root[1], w.height_m * SEG["hip_z"]]))
     parts = _parts(w, world, uv, depth, camera, fwd, left)
-    (axis_px, _) = camera.project(np.array([[root[0], root[1], w.height_m * f] for f in AXIS_FRACTIONS]))
     bbox = parts_bbox(parts)
     return Posed(walker=w, t_local=tl, distance_m=s, speed_mps=v, heading=heading,
                  cadence_spm=cadence_spm(style, v), stride_length_m=stride_length_m(style, v), phase=phase,
                  left_contact=left_c, right_contact=right_c, root=root, world=world, uv=uv, depth=depth,
-                 root_depth=float(root_depth), parts=parts, bbox_full=bbox, axis_px=axis_px)
-
-
-AXIS_FRACTIONS = (0.0, 0.585, 1.0)
+                 root_depth=float(root_depth), parts=parts, bbox_full=bbox)
 
 
 def parts_bbox(parts: list[Part]) -> tuple[float, float, float, float]:

@@ -24,12 +24,15 @@ HAIR = ((30, 22, 18), (60, 40, 25), (110, 75, 40), (170, 140, 90), (90, 90, 90),
 SHIRTS = ((200, 30, 35), (25, 60, 170), (240, 240, 240), (250, 200, 30), (20, 20, 25), (230, 110, 20),
           (120, 30, 140), (20, 140, 150), (210, 60, 130), (50, 50, 120))
 LEGS = ((25, 25, 35), (40, 45, 80), (15, 15, 15), (235, 235, 235), (70, 60, 50), (110, 20, 25), (30, 70, 140))
+SUIT = (206, 88, 42)
+COAT = (38, 38, 40)
 SHOES = ((235, 235, 235), (20, 20, 20), (25, 25, 30), (60, 50, 45), (160, 40, 40))
 
 
 @dataclass(frozen=True, slots=True)
 class Appearance:
-    """Colours (RGB) of one figure; ``shorts`` leaves the shanks bare; ``photo`` picks a photo cut-out torso."""
+    """Colours (RGB) of one figure; ``shorts`` leaves the shanks bare; ``photo`` >= 0 picks a photo cut-out
+    (index into ``photo.SOURCES``) for the upper body when the scene's appearance is ``photo``."""
 
     skin: tuple[int, int, int] = SKIN[1]
     hair: tuple[int, int, int] = HAIR[0]
@@ -171,8 +174,11 @@ def random_walker(stage: Stage, rng: np.random.Generator, person_id: int, start_
     prof = SpeedProfile(v0, amp, float(rng.uniform(4.0, 10.0)), float(rng.uniform(0.0, 2 * math.pi)))
     look = Appearance.random(rng, running)
     if stage.appearance == "photo":
-        look = Appearance(skin=look.skin, hair=look.hair, shirt=look.shirt, legs=look.legs, shoes=look.shoes,
-                          shorts=look.shorts, photo=int(rng.integers(1 << 16)))
+        # Legs dressed like the photo above them: the astronaut's orange suit, the cameraman's dark coat.
+        which = int(rng.integers(2))
+        legs = (SUIT, COAT)[which]
+        look = Appearance(skin=look.skin, hair=look.hair, shirt=legs, legs=legs, shoes=SHOES[2], shorts=False,
+                          photo=which)
     return Walker(path=path, speed=prof, gait="run" if running else "walk", start_s=start_s, height_m=height,
                   appearance=look, phase0=float(rng.random()), person_id=person_id)
 

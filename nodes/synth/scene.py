@@ -147,7 +147,7 @@ class Scene:
             from .photo import apply_photo
 
             for p in posed:
-                apply_photo(p)
+                apply_photo(p, self.camera)
         posed.sort(key=lambda p: -p.root_depth)
         return posed
 

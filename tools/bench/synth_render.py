@@ -14,7 +14,6 @@ import statistics
 import time
 
 import numpy as np
-
 from flowgraph.nodes.synth import Scene, SceneConfig
 
 
@@ -39,7 +38,7 @@ def main() -> None:
             scene = Scene(SceneConfig(width=w, height=h, people=n, seed=1, appearance=args.appearance))
             buf, _ = scene.render(0)
             bg = scene.background
-            copy50, _ = _time(lambda i: np.copyto(buf, bg), args.frames)
+            copy50, _ = _time(lambda i, buf=buf, bg=bg: np.copyto(buf, bg), args.frames)
 
             def render(i: int, scene: Scene = scene, buf: np.ndarray = buf) -> None:
                 scene.render(i, out=buf)
