@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("flowgraph.webrtc.signaling")
 
 WEB_DIR = Path(__file__).with_name("web")
+#: WHEP players often live on another origin (a CDN page, OBS docks): let them post offers and read Location.
+CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+        "Access-Control-Allow-Headers": "Content-Type, Authorization", "Access-Control-Expose-Headers": "Location"}
 
 
 class Backend(Protocol):
@@ -127,10 +130,15 @@ class Router:
         try:
             stream_id, viewer_id, answer = await self.connect(await request.read(), stream_id)
         except ViewerRequestError as exc:
-            return json_error(exc.status, exc.message)
+            error = json_error(exc.status, exc.message)
+            error.headers.update(CORS)
+            return error
         location = f"/whep/{stream_id}/{viewer_id}"
         return web.Response(status=201, text=answer, content_type="application/sdp",
-                            headers={"Location": location, "ETag": f'"{viewer_id}"'})
+                            headers={"Location": location, "ETag": f'"{viewer_id}"', **CORS})
+
+    async def handle_options(self, request: web.Request) -> web.Response:
+        return web.Response(status=204, headers=CORS)
 
     async def handle_whep_delete(self, request: web.Request) -> web.Response:
         viewer_id = request.match_info["viewer_id"]
@@ -140,7 +148,7 @@ class Router:
             return json_error(404, f"no viewer {viewer_id!r}")
         except ViewerRequestError as exc:
             return json_error(exc.status, exc.message)
-        return web.Response(status=200)
+        return web.Response(status=200, headers=CORS)
 
     async def handle_stats(self, request: web.Request) -> web.Response:
         merged: dict[str, Any] = {"streams": {}, "viewers": [], "nodes": {}}
@@ -172,6 +180,8 @@ def install_routes(server: GraphServer, services: dict[str, Any], *, page: bool)
     server.add_post("/api/stream/connect", router.handle_connect)
     server.add_post("/whep/{stream_id}", router.handle_whep)
     server.add_route("DELETE", "/whep/{stream_id}/{viewer_id}", router.handle_whep_delete)
+    server.add_route("OPTIONS", "/whep/{stream_id}", router.handle_options)
+    server.add_route("OPTIONS", "/whep/{stream_id}/{viewer_id}", router.handle_options)
     server.add_get("/api/webrtc/stats", router.handle_stats)
     server.add_get("/api/webrtc/streams", router.handle_streams)
     server.add_get("/api/webrtc/config", router.handle_config)

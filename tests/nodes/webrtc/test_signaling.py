@@ -54,6 +54,10 @@ async def test_whep_create_and_delete() -> None:
                     location = resp.headers["Location"]
                     answer = await resp.text()
                 assert location.startswith("/whep/cam/")
+                assert resp.headers["Access-Control-Expose-Headers"] == "Location"
+                async with http.options(f"{rt.server.url}/whep/cam") as preflight:
+                    assert preflight.status == 204
+                    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
                 await viewer.accept(answer)
                 await asyncio.wait_for(viewer.first_frame, 10)
                 node = rt.runners["out"].node
