@@ -64,7 +64,7 @@ class GaitStyle:
     elbow_swing: float
     lean_base: float     # trunk lean (deg) at the nominal speed
     lean_per_mps: float
-    nominal_stride_per_leg: float  # stride length / leg length the curves were authored for
+    hip_gain: float      # hip excursion multiplier at the nominal speed (tuned so stance feet slip little)
     cadence_a: float     # cadence_spm = a + b * speed
     cadence_b: float
 
@@ -76,7 +76,7 @@ WALK = GaitStyle(
                    (0.82, 42), (0.92, 10)]),
     ankle=_fourier([(0.0, 0), (0.08, -6), (0.2, 5), (0.45, 12), (0.6, -15), (0.68, -8), (0.8, 2)]),
     duty=0.62, arm_gain=0.55, arm_offset=-2.0, elbow_mean=22.0, elbow_swing=10.0,
-    lean_base=4.0, lean_per_mps=1.0, nominal_stride_per_leg=1.55, cadence_a=70.0, cadence_b=32.0,
+    lean_base=4.0, lean_per_mps=1.0, hip_gain=1.25, cadence_a=70.0, cadence_b=32.0,
 )
 
 RUN = GaitStyle(
@@ -85,7 +85,7 @@ RUN = GaitStyle(
     knee=_fourier([(0.0, 16), (0.15, 40), (0.38, 18), (0.55, 72), (0.7, 105), (0.85, 60), (0.95, 24)]),
     ankle=_fourier([(0.0, 5), (0.15, 18), (0.38, -25), (0.5, -15), (0.7, 0), (0.9, 5)]),
     duty=0.36, arm_gain=0.8, arm_offset=-8.0, elbow_mean=78.0, elbow_swing=15.0,
-    lean_base=7.0, lean_per_mps=1.2, nominal_stride_per_leg=3.0, cadence_a=150.0, cadence_b=6.0,
+    lean_base=7.0, lean_per_mps=1.2, hip_gain=1.45, cadence_a=150.0, cadence_b=6.0,
 )
 
 STYLES: dict[str, GaitStyle] = {"walk": WALK, "run": RUN}
@@ -117,7 +117,7 @@ def pose_3d(style: GaitStyle, phase: float, speed_mps: float, height_m: float) -
     nominal = stride_length_m(style, _NOMINAL_SPEED[style.name]) / leg
     actual = stride_length_m(style, speed_mps) / leg
     # Scale hip excursion with stride so the stance foot roughly keeps pace with the ground (less foot slip).
-    scale = float(np.clip(actual / max(nominal, 1e-6), 0.4, 1.6))
+    scale = float(np.clip(style.hip_gain * actual / max(nominal, 1e-6), 0.4, 2.0))
     ph = np.array([phase % 1.0, (phase + 0.5) % 1.0])  # right, left
     hip_mean = style.hip[0]
     hip = hip_mean + (_eval(style.hip, ph) - hip_mean) * scale

@@ -6,8 +6,9 @@ Definitions (all documented for the workstreams that test against this):
 - ``visible_fraction``: share of the person's silhouette (sampled on a grid) that is inside the picture and not
   covered by a nearer person.
 - ``foot_world``: the ground point below the mid-hip (the point that moves along the path at ``speed_mps``);
-  ``foot_px`` is its projection. The bbox bottom centre (what a detector gives) lies within 15 % of the box
-  height of it horizontally and 10 % vertically (a stride spreads the feet; the lower foot is on the ground).
+  ``foot_px`` is its projection. The bbox bottom centre (what a detector gives) lies within 20 % of the box
+  height of it horizontally and 15 % vertically, typically 3-4 % below it (a stride spreads the feet and the
+  front foot is nearer the camera).
 - ``keypoints``: BlazePose-33 name -> (x, y, visible) in pixels (may lie outside the picture); ``visible`` is
   False when the point is outside the picture
   or covered by another person or by one of the person's own body parts nearer to the camera (e.g. the far
