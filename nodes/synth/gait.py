@@ -76,7 +76,7 @@ WALK = GaitStyle(
                    (0.82, 42), (0.92, 10)]),
     ankle=_fourier([(0.0, 0), (0.08, -6), (0.2, 5), (0.45, 12), (0.6, -15), (0.68, -8), (0.8, 2)]),
     duty=0.62, arm_gain=0.55, arm_offset=-2.0, elbow_mean=22.0, elbow_swing=10.0,
-    lean_base=4.0, lean_per_mps=1.0, hip_gain=1.25, cadence_a=70.0, cadence_b=32.0,
+    lean_base=4.0, lean_per_mps=1.0, hip_gain=1.1, cadence_a=70.0, cadence_b=32.0,
 )
 
 RUN = GaitStyle(
