@@ -1,0 +1,69 @@
+"""Throw-away redis-server and PostgreSQL instances for benchmarks: temporary directories, free loopback ports,
+stopped by their PID (PostgreSQL runs as the unprivileged ``postgres`` user when started as root)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Redis:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+        self.port = free_port()
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+                                      str(self.dir), "--save", "", "--appendonly", "no"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Postgres:
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+        self.port = free_port()
+        root = os.geteuid() == 0
+        if root:
+            shutil.chown(self.dir, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"] if root else []
+        data = self.dir / "data"
+        subprocess.run([*prefix, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                        "--no-sync"], check=True, capture_output=True)
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c shared_buffers=128MB"
+        subprocess.run([*prefix, str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l",
+                        str(self.dir / "log"), "-w", "start"], check=True, capture_output=True)
+        wait_port(self.port)
+        self._stop = [*prefix, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def stop(self) -> None:
+        subprocess.run(self._stop, capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
