@@ -19,7 +19,7 @@ _PENDING_MAX = 64
 
 
 class StreamDecoder:
-    def __init__(self, *, width: int = 0, height: int = 0, format: str = "rgb24", thread_type: str = "AUTO",
+    def __init__(self, *, width: int = 0, height: int = 0, format: str = "rgb24", thread_type: str = "SLICE",
                  threads: int = 0, keep_source: bool = True, device: str = "cpu") -> None:
         self.width, self.height, self.format = width, height, format
         self.keep_source = keep_source

@@ -26,6 +26,8 @@ log = logging.getLogger("flowgraph.media.testsrc")
 
 @dataclass
 class TestSrcConfig:
+    __test__ = False  # not a pytest test class
+
     width: int = 1280
     height: int = 720
     fps: float = 30.0
@@ -108,6 +110,8 @@ def make_renderer(config: TestSrcConfig) -> PatternRenderer | SceneRenderer:
 
 class TestSource(Source):
     """Renders, stamps and encodes pictures at ``fps``; answers keyframe requests with an IDR."""
+
+    __test__ = False  # not a pytest test class
 
     def __init__(self, stream_id: str, config: TestSrcConfig) -> None:
         super().__init__(stream_id)

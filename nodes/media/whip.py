@@ -148,7 +148,7 @@ class WhipSource(Source):
                 break
             codec, frame, t_capture = item
             pts = self._timeline(int(frame.timestamp))
-            self.codec_in = codec.name
+            self.codec_in = codec.name.lower()
             if codec.name == "H264":
                 packet = self.maker.from_annexb(bytes(frame.data), pts=pts, time_base=TIME_BASE,
                                                 t_capture=t_capture)
