@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from fractions import Fraction
 from typing import Any
@@ -82,6 +83,8 @@ class RtmpSource(Source):
         self._last_pts: int | None = None
         self._offset = 0
         self._offset_pending = False
+        #: TCP accept → first packet of the latest publisher (handshake, connect, publish, first video tag).
+        self.connect_to_first_packet_ms: float | None = None
         self.server: RtmpServer | None = None
 
     # -- server side (event loop) -----------------------------------------------------------------------------
@@ -164,6 +167,7 @@ class RtmpSource(Source):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["listen"] = f"rtmp://{self.host}:{self.port}/{self.app}/***"
+        info["connect_to_first_packet_ms"] = self.connect_to_first_packet_ms
         return info
 
 
@@ -260,6 +264,8 @@ class RtmpSession:
         self._acked = 0
         self._closed = False
         self.encoder_name: str | None = None
+        self.accepted = time.monotonic()
+        self.first_packet_ms: float | None = None
 
     def close(self) -> None:
         if not self._closed:
@@ -450,6 +456,9 @@ class RtmpSession:
             log.debug("stream %s: malformed video message: %s", source.stream_id, exc)
             return
         if packet is not None:
+            if self.first_packet_ms is None:
+                self.first_packet_ms = (time.monotonic() - self.accepted) * 1000
+                source.connect_to_first_packet_ms = round(self.first_packet_ms, 2)
             source.push(self, packet)
 
 

@@ -100,3 +100,15 @@ async def test_stop_is_prompt_while_pacing() -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
     assert loop.time() - started < 1.5 and rt.exit_code == 0
+
+
+async def test_frames_carry_a_readable_stamp_and_the_synthetic_scene() -> None:
+    from flowgraph.nodes.synth.stamp import read_stamp
+
+    rt = await run_to_end(ingest_graph({"url": "testsrc://?width=640&height=360&people=2", "count": 10,
+                                        "realtime": False}))
+    frames = collected(rt, "frames")
+    assert len(frames) == 10
+    for frame in frames:  # survives libx264 at the default bitrate
+        assert read_stamp(frame.image) == (frame.frame_id, int(frame.t_capture * 1000))
+    assert type(rt.runners["src"].node.source.renderer).__name__ == "SceneRenderer"
