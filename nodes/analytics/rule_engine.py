@@ -88,7 +88,7 @@ class RuleEngine:
         self._states: dict[tuple[str, Rule, Any], _Episode] = {}
         self.fired = 0
         self.suppressed = 0  # held long enough but inside a cool-down
-        self._pruned_at = 0.0
+        self._pruned_at: dict[str, float] = {}
 
     def evaluate(self, joined: Joined, now: float | None = None) -> list[dict[str, Any]]:
         """Opportunities fired by one joined frame (``now``: unix time for created_at)."""
@@ -103,8 +103,8 @@ class RuleEngine:
                 if record is not None:
                     out.append(record)
         t = message_time(joined.anchor)
-        if abs(t - self._pruned_at) > 10.0:
-            self._prune(t)
+        if abs(t - self._pruned_at.get(joined.stream_id, t - 11.0)) > 10.0:
+            self._prune(joined.stream_id, t)
         return out
 
     def _step(self, stream_id: str, rule: Rule, sample: Sample, wall: float) -> dict[str, Any] | None:
@@ -112,7 +112,7 @@ class RuleEngine:
         state = self._states.get(key)
         if state is None:
             if len(self._states) >= self.max_states:
-                self._prune(sample.t, force=True)
+                self._prune(stream_id, sample.t, force=True)
             state = self._states[key] = _Episode()
         t = sample.t
         if state.since is not None and t - state.last_seen > rule.max_gap_s:
@@ -139,9 +139,10 @@ class RuleEngine:
         self.fired += 1
         return _record(rule, stream_id, sample, value, held, state.start_frame, wall)
 
-    def _prune(self, t: float, force: bool = False) -> None:
-        self._pruned_at = t
-        stale = [k for k, s in self._states.items() if abs(t - s.last_seen) > STATE_TTL_S]
+    def _prune(self, stream_id: str, t: float, force: bool = False) -> None:
+        """Forget this stream's states unseen for STATE_TTL_S (media time: each stream has its own clock)."""
+        self._pruned_at[stream_id] = t
+        stale = [k for k, s in self._states.items() if k[0] == stream_id and abs(t - s.last_seen) > STATE_TTL_S]
         for key in stale:
             del self._states[key]
         if force and len(self._states) >= self.max_states:

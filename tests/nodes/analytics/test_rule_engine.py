@@ -141,3 +141,13 @@ def test_per_stream_overrides() -> None:
     assert len(a) == 1 and b == []
     assert book.origin("b") == "api" and book.origin("a") == "graph"
     assert book.clear_stream("b") and not book.clear_stream("b")
+
+
+def test_streams_with_different_clocks_keep_their_state() -> None:
+    e = engine(SPRINT)
+    # stream "far" has a clock 10,000 s ahead of stream "near": pruning one must not forget the other's episodes
+    far = [frame(n + 100_000, {1: 25.0}, stream="far") for n in range(8)]
+    near = [frame(n, {1: 25.0}, stream="near") for n in range(8)]
+    fired = run(e, [x for pair in zip(far, near, strict=True) for x in pair])
+    assert sorted(r["stream_id"] for _, r in fired) == ["far", "near"]
+    assert e.counters()["rule_states"] == 2

@@ -226,3 +226,19 @@ nodes:
         await healthy.close()
         for sock in stalled:
             sock.close()
+
+
+async def test_a_client_stalled_too_long_is_disconnected(compile_graph: Any, eventually: Any) -> None:
+    text = """name: kick
+nodes:
+  tick: {node: analytics_ticker, params: {hz: 400, count: 0, pad_bytes: 16000}}
+  ws: {node: ws_out, inputs: {analytics: tick/out}, params: {queue_size: 16, high_water_kb: 64, stall_timeout_s: 1}}
+"""
+    async with running(compile_graph(text)) as rt:
+        hub = rt.runners["ws"].node.hub
+        sock = await asyncio.to_thread(stalled_client, rt.server.port, "/stream/cam1/analytics")
+        try:
+            assert await eventually(lambda: hub.kicked == 1, timeout=20)
+            assert await eventually(lambda: hub.count("cam1") == 0)
+        finally:
+            sock.close()
