@@ -118,7 +118,7 @@ class DetectorConfig:
     motion_threshold: float = 25.0
     motion_warmup: int = 10
     motion_min_area: float = 0.0005
-    motion_width: int = 320
+    motion_width: int = 640
     threads: int = 0
 
 

@@ -95,7 +95,7 @@ class Vibrio(Node):
         motion_threshold: float = param(25.0, "motion: grey-level difference for foreground", minimum=1)
         motion_warmup: int = param(10, "motion: frames used to build the initial background", minimum=1)
         motion_min_area: float = param(0.0005, "motion: smallest blob, as a fraction of the picture", minimum=0)
-        motion_width: int = param(320, "motion: width the background model works at", minimum=32, maximum=3840)
+        motion_width: int = param(640, "motion: width the background model works at", minimum=32, maximum=3840)
         high_threshold: float = param(0.5, "tracker: confident detection score", minimum=0, maximum=1)
         low_threshold: float = param(0.1, "tracker: low-score detections kept for second association",
                                      minimum=0, maximum=1)

@@ -28,6 +28,8 @@ from scipy.optimize import linear_sum_assignment
 #: Time unit of the motion model: one frame at 30 fps (noise levels follow ByteTrack's per-frame tuning).
 REFERENCE_DT = 1 / 30
 _POS_STD, _VEL_STD = 1 / 20, 1 / 160
+#: A merged group's box is at least this much larger (area) than each member's.
+GROUP_GROWTH = 1.3
 #: Cost of a forbidden pair (finite: scipy's assignment rejects matrices with no finite solution).
 _FAR = 1e6
 
@@ -48,6 +50,8 @@ class TrackerConfig:
     max_lost_s: float = 2.0
     #: Mahalanobis gate (χ² with 4 degrees of freedom; 9.49 = 95 %) on the Kalman prediction; 0 disables.
     gate_chi2: float = 9.4877
+    #: A detection covering at least this fraction of two or more tracks' boxes is a merged group (0 = off).
+    group_cover: float = 0.6
     #: Also try low-score detections against lost tracks (a person stepping out from behind something).
     low_recover: bool = True
 
@@ -187,6 +191,12 @@ class ByteTracker:
         tentative = [t for t in self.tracks if t.state == "tentative"]
         matched: set[int] = set()
 
+        # 0. one box around several tracked people (a blob detector merging them): they coast inside it
+        if c.group_cover > 0:
+            high, grouped = self._groups(pool, high, now)
+            matched |= grouped
+            pool = [t for t in pool if id(t) not in grouped]
+
         # 1. confident detections ↔ confirmed and lost tracks, by IoU
         boxes = np.array([t.box for t in pool]).reshape(-1, 4)
         pairs, free_tracks, free_high = assign(self._gated(pool, high, 1 - iou_matrix(boxes, high)), 1 - c.match_iou)
@@ -256,6 +266,34 @@ class ByteTracker:
         track.state = "confirmed"
         track.track_id = self.next_id
         self.next_id += 1
+
+    def _groups(self, pool: list[Tracklet], high: np.ndarray, now: float) -> tuple[np.ndarray, set[int]]:
+        """Detections that cover two or more visible tracks, each clearly smaller than the detection.
+
+        Updating one of those tracks with the merged box would corrupt its size and velocity and hand its id to
+        whichever person leaves the group first; instead every covered track keeps its prediction (reported as
+        seen) and the merged detection is used up. When the group splits, IoU matching picks the tracks up again.
+        """
+        visible = [t for t in pool if t.state == "confirmed" and t.missed == 0]
+        if len(visible) < 2 or len(high) == 0:
+            return high, set()
+        boxes = np.array([t.box for t in visible])
+        tl = np.maximum(boxes[:, None, :2], high[None, :, :2])
+        br = np.minimum(boxes[:, None, 2:4], high[None, :, 2:4])
+        inter = np.prod(np.clip(br - tl, 0, None), axis=2)
+        track_area = np.prod(boxes[:, 2:4] - boxes[:, :2], axis=1)
+        det_area = np.prod(high[:, 2:4] - high[:, :2], axis=1)
+        covered = (inter / np.maximum(track_area[:, None], 1e-9) >= self.config.group_cover) & (
+            det_area[None, :] >= GROUP_GROWTH * track_area[:, None])
+        groups = np.flatnonzero(covered.sum(axis=0) >= 2)
+        grouped: set[int] = set()
+        for det in groups:
+            for ti in np.flatnonzero(covered[:, det]):
+                track = visible[ti]
+                if id(track) not in grouped:
+                    track.last_seen = now
+                    grouped.add(id(track))
+        return np.delete(high, groups, axis=0), grouped
 
     def _gated(self, tracks: list[Tracklet], dets: np.ndarray, cost: np.ndarray) -> np.ndarray:
         """Forbid pairs the Kalman prediction finds implausible (a neighbour's box overlapping a track's)."""
