@@ -242,3 +242,29 @@ nodes:
             assert await eventually(lambda: hub.count("cam1") == 0)
         finally:
             sock.close()
+
+
+async def test_ping_pong_keeps_live_clients_and_drops_silent_ones(compile_graph: Any, eventually: Any) -> None:
+    async with running(compile_graph(fused(fps=5, ws="ping_interval_s: 0.4"))) as rt, aiohttp.ClientSession() as http:
+        hub = rt.runners["ws"].node.hub
+        url = rt.server.url.replace("http", "ws") + "/stream/cam1/analytics"
+        live = await http.ws_connect(url)  # aiohttp answers pings while something reads
+        received: list[dict[str, Any]] = []
+
+        async def read() -> None:
+            async for msg in live:
+                received.append(json.loads(msg.data))
+
+        reader = asyncio.create_task(read())
+        silent = await asyncio.to_thread(stalled_client, rt.server.port, "/stream/cam1/analytics")  # never pongs
+        try:
+            assert await eventually(lambda: hub.count("cam1") == 1, timeout=5)  # the silent one timed out
+            await asyncio.sleep(1.5)  # several ping intervals
+            assert hub.count("cam1") == 1 and not live.closed
+            count = len(received)
+            assert await eventually(lambda: len(received) > count)
+            assert received[-1]["payload"]["stream_id"] == "cam1"
+        finally:
+            await live.close()
+            await reader
+            silent.close()
