@@ -196,6 +196,12 @@ class Fuse(Node):
         elif isinstance(part, Poses) and "pose" in self._emit_types:
             out.append(payloads.pose(part, now, late=True))
         self.late_emitted += len(out)
+        if "betting_opportunity" in self._emit_types:
+            # its frame went out without this part: the rules that read it still get to see it, once
+            alone = Joined(part.stream_id, part, {branch: part}, True, tuple(b for b in self.joiner.branches
+                                                                              if b != branch))
+            for record in self.engine.evaluate(alone, now):
+                out.append(payloads.opportunity(part, now, record, partial=True))
         for msg in out:
             await self._send(msg)
 

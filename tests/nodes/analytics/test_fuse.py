@@ -148,3 +148,14 @@ async def test_rules_file_is_reloaded_while_the_stream_runs(tmp_path: Path, comp
         assert [r.id for r in fuse.book.default] == ["sprint"]
     frames = [m.frame_id for m in collected(rt, "sink") if m.type == "detection"]
     assert frames == list(range(len(frames))) and len(frames) > 20  # the stream never paused or skipped
+
+
+async def test_rules_still_see_parts_that_arrive_late(compile_graph: Any) -> None:
+    # every pose misses its frame's deadline; the knee rule must fire from the late poses anyway
+    rules = "rules: [{id: knee, type: extreme_pose, metric: joint_angles.left_knee, below: 90}]"
+    rt = await run_to_end(compile_graph(graph("fps: 30, count: 20, pose_lag: 5, knee_deg: 45",
+                                              f"deadline_ms: 20, {rules}")))
+    messages = collected(rt, "sink")
+    fired = [m for m in messages if m.type == "betting_opportunity"]
+    assert [m.payload["track_id"] for m in fired] == [1] and fired[0].payload["type"] == "extreme_pose"
+    assert_valid(messages)
