@@ -85,6 +85,8 @@ class RtmpSource(Source):
         self._offset_pending = False
         #: TCP accept → first packet of the latest publisher (handshake, connect, publish, first video tag).
         self.connect_to_first_packet_ms: float | None = None
+        #: TCP accept → publish accepted (handshake, connect, createStream, publish round trips).
+        self.connect_to_publish_ms: float | None = None
         self.server: RtmpServer | None = None
 
     # -- server side (event loop) -----------------------------------------------------------------------------
@@ -168,6 +170,7 @@ class RtmpSource(Source):
         info = super().describe()
         info["listen"] = f"rtmp://{self.host}:{self.port}/{self.app}/***"
         info["connect_to_first_packet_ms"] = self.connect_to_first_packet_ms
+        info["connect_to_publish_ms"] = self.connect_to_publish_ms
         return info
 
 
@@ -371,6 +374,7 @@ class RtmpSession:
             self.close()
             return
         self.source = source
+        source.connect_to_publish_ms = round((time.monotonic() - self.accepted) * 1000, 2)
         source.attach(self)
         self._status(stream_id, "status", "NetStream.Publish.Start", "publishing")
         log.info("stream %s: publisher %s started", source.stream_id, self.peer)
