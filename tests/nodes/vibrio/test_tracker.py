@@ -92,6 +92,24 @@ def test_crossing_people_keep_their_ids() -> None:
     assert (first.box[0] + first.box[2]) / 2 > 1000
 
 
+def test_people_merged_into_one_blob_keep_their_ids() -> None:
+    """A blob detector sees two people who pass each other as one wide box for a while (~0.6 s here)."""
+    tracker = ByteTracker()
+    a, b = list(walk(300, 150, 120, y=500)), list(walk(700, -150, 120, y=505))
+    seen: dict[int, list[float]] = {}
+    for (t, box_a), (_, box_b) in zip(a, b, strict=True):
+        if abs((box_a[0] + box_a[2]) / 2 - (box_b[0] + box_b[2]) / 2) < 100:
+            dets = np.array([[min(box_a[0], box_b[0]), min(box_a[1], box_b[1]), max(box_a[2], box_b[2]),
+                              max(box_a[3], box_b[3]), 0.9]])  # one merged box
+        else:
+            dets = np.array([[*box_a, 0.9], [*box_b, 0.9]])
+        for out in tracker.update(dets, t):
+            seen.setdefault(out.track_id, []).append((out.box[0] + out.box[2]) / 2)
+    # Without group handling the merged box becomes a third track and the ids may swap on the split.
+    assert set(seen) == {1, 2} and tracker.next_id == 3
+    assert seen[1][-1] > 800 and seen[2][-1] < 200  # each id stayed with its person through the merge
+
+
 @pytest.mark.parametrize(("seed", "people", "skip"), [(1, 6, 0.0), (2, 8, 0.0), (3, 8, 0.3)])
 def test_crowd_accuracy_against_ground_truth(seed: int, people: int, skip: float) -> None:
     """Noise, misses, false positives, a pillar and (last case) 30% of frames dropped: MOTA/IDF1/id switches."""

@@ -1,0 +1,157 @@
+"""vibrio: milliseconds per frame (detector + tracker + speed, the node's whole ``process``) per backend.
+
+Frames are rendered by ``flowgraph.nodes.synth`` at 640×360 and 1280×720 with 1 and 8 people. Rows:
+
+* baseline: the node fed the scene's true boxes instead of a detector — tracker, calibration and speed alone,
+  measured in the same run;
+* hog: OpenCV's people detector at the node's defaults (pictures resized to 640 px wide);
+* motion: background subtraction in torch at the defaults (640 px wide);
+* onnx / torchscript: a random-weight stand-in shaped like a small YOLO detector (640×640 input, strides
+  8/16/32, (1, 84, 8400) output, 4.9 GFLOPs where YOLOv8n has 8.7); it finds nothing, so its figure is the
+  model's and the decoding's cost with an empty tracker. No weights are downloaded.
+
+The goal on a CPU with 2 cores is ≤ 33 ms/frame at 640×360 (real time at 30 fps). Each figure is the median
+over the frames after a warm-up. On a shared machine the numbers are noisy: run it on an idle one to quote them.
+
+    python tools/bench/vibrio.py [--frames 30] [--threads 2] [--backends baseline hog motion onnx torchscript]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from flowgraph.nodes.synth import Scene, SceneConfig
+from flowgraph.nodes.vibrio.detector import Detector, DetectorInfo
+from flowgraph.nodes.vibrio.node import Vibrio
+
+from flowgraph.messages import VideoFrame
+from flowgraph.node import NodeContext
+from flowgraph.params import validate
+
+SIZES = ((640, 360), (1280, 720))
+PEOPLE = (1, 8)
+BACKENDS = ("baseline", "hog", "motion", "onnx", "torchscript")
+
+
+class TruthDetector(Detector):
+    """Returns the boxes the bench stored for this frame: the node's cost without a detector."""
+
+    def __init__(self) -> None:
+        self.current = np.zeros((0, 5), np.float32)
+        self.info = DetectorInfo("truth", "cpu")
+
+    def detect(self, image: Any, key: str = "default") -> np.ndarray:
+        return self.current
+
+
+class YoloStandIn(torch.nn.Module):
+    """Conv stages and heads shaped like YOLOv8n (strides 8/16/32, 84 outputs per anchor), random weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int, stride: int) -> torch.nn.Sequential:
+            return torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 3, stride, 1), torch.nn.SiLU(),
+                                       torch.nn.Conv2d(cout, cout, 3, 1, 1), torch.nn.SiLU())
+
+        self.stem = torch.nn.Sequential(block(3, 16, 2), block(16, 32, 2), block(32, 64, 2))  # stride 8
+        self.down16 = block(64, 128, 2)
+        self.down32 = block(128, 256, 2)
+        self.heads = torch.nn.ModuleList(torch.nn.Sequential(block(c, 64, 1), torch.nn.Conv2d(64, 84, 1))
+                                         for c in (64, 128, 256))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p8 = self.stem(x)
+        p16 = self.down16(p8)
+        p32 = self.down32(p16)
+        outs = [head(p).flatten(2) for head, p in zip(self.heads, (p8, p16, p32), strict=True)]
+        out = torch.cat(outs, 2)
+        return torch.cat([out[:, :4], torch.sigmoid(out[:, 4:]) * 0.01], 1)  # low scores: nothing detected
+
+
+def export_models(folder: Path) -> dict[str, Path]:
+    model = YoloStandIn().eval()
+    example = torch.zeros(1, 3, 640, 640)
+    paths = {"torchscript": folder / "standin.pt", "onnx": folder / "standin.onnx"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(model, example), str(paths["torchscript"]))
+        torch.onnx.export(model, (example,), str(paths["onnx"]), dynamo=False, input_names=["images"],
+                          output_names=["output"])
+    return paths
+
+
+def render(width: int, height: int, people: int, frames: int) -> tuple[Scene, list[tuple[np.ndarray, Any]]]:
+    scene = Scene(SceneConfig(width=width, height=height, people=people, seed=11))
+    return scene, [scene.render(i) for i in range(frames)]
+
+
+def measure(backend: str, scene: Scene, rendered: list[tuple[np.ndarray, Any]], models: dict[str, Path],
+            threads: int, warmup: int) -> tuple[float, float]:
+    """Median ms/frame after ``warmup`` frames, and mean tracks reported per frame."""
+    params: dict[str, Any] = {"backend": "hog" if backend == "baseline" else backend,
+                              "calibration": scene.calibration, "threads": threads}
+    if backend in models:
+        params["model"] = str(models[backend])
+    node = Vibrio(NodeContext("vibrio"), validate(Vibrio.Params, params))
+    asyncio.run(node.start())
+    truth = TruthDetector()
+    if backend == "baseline":
+        node.detector = truth
+    times, tracks = [], []
+    for index, (image, frame_truth) in enumerate(rendered):
+        truth.current = np.array([[*p.bbox, 0.9] for p in frame_truth.people if p.visible_fraction > 0.3],
+                                 np.float32).reshape(-1, 5)
+        frame = VideoFrame(image=image, frame_id=index, pts=index, t_capture=index / 30)
+        started = time.perf_counter()
+        result = node.process(frame)
+        elapsed = (time.perf_counter() - started) * 1000
+        if index >= warmup:
+            times.append(elapsed)
+            tracks.append(len(result.tracks))
+    asyncio.run(node.stop())
+    return statistics.median(times), float(np.mean(tracks))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=30, help="frames measured per case (after warm-up)")
+    parser.add_argument("--warmup", type=int, default=12, help="frames before measuring (motion learns its "
+                        "background in the first 10)")
+    parser.add_argument("--threads", type=int, default=2, help="torch/onnxruntime/OpenCV threads")
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    args = parser.parse_args()
+    import cv2
+
+    cv2.setNumThreads(args.threads)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        models = export_models(Path(tmp)) if {"onnx", "torchscript"} & set(args.backends) else {}
+        cases = [(w, h, n) for (w, h) in SIZES for n in PEOPLE]
+        scenes = {case: render(*case, args.frames + args.warmup) for case in cases}
+        header = " | ".join(f"{w}x{h} {n}p" for w, h, n in cases)
+        print(f"vibrio ms/frame (median; tracks/frame in brackets), {args.threads} threads, "
+              f"{args.frames} frames after {args.warmup} warm-up")
+        print(f"| backend | {header} |")
+        print("|---|" + "---|" * len(cases))
+        for backend in args.backends:
+            cells = []
+            for case in cases:
+                scene, rendered = scenes[case]
+                ms, tracks = measure(backend, scene, rendered, models, args.threads, args.warmup)
+                cells.append(f"{ms:.1f} ({tracks:.1f})")
+            print(f"| {backend} | " + " | ".join(cells) + " |", flush=True)
+    print("goal: <= 33 ms/frame at 640x360 on 2 CPU cores (detector + tracker)")
+
+
+if __name__ == "__main__":
+    main()
