@@ -28,6 +28,10 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+#: One encoder for every record: ``json.dumps`` with options builds a new encoder per call.
+_encode = json.JSONEncoder(separators=(",", ":"), default=_jsonable).encode
+
+
 def record_of(msg: Analytics, uid: str) -> Record:
     """Flatten ``msg`` into a row."""
     payload = msg.payload
@@ -36,7 +40,7 @@ def record_of(msg: Analytics, uid: str) -> Record:
     track = payload.get("track_id")
     return Record(uid, msg.stream_id, ts, msg.type, int(msg.frame_id), int(msg.seq),
                   track if isinstance(track, int) and not isinstance(track, bool) else None,
-                  json.dumps(payload, separators=(",", ":"), default=_jsonable))
+                  _encode(payload))
 
 
 def wire(type_: str, seq: int | None, payload: str | dict[str, Any]) -> dict[str, Any]:

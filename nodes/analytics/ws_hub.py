@@ -50,10 +50,12 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+_dumps = json.JSONEncoder(separators=(",", ":"), default=_jsonable).encode
+
+
 def encode(msg: Analytics) -> bytes:
     """The wire form ``{"type", "payload", "seq"}`` as a ready-to-write text frame."""
-    body = {"type": msg.type, "payload": msg.payload, "seq": msg.seq}
-    return text_frame(json.dumps(body, separators=(",", ":"), default=_jsonable).encode())
+    return text_frame(_dumps({"type": msg.type, "payload": msg.payload, "seq": msg.seq}).encode())
 
 
 def notice(kind: str, payload: dict[str, Any]) -> bytes:
