@@ -51,9 +51,11 @@ class Decode(Node):
 
     async def start(self) -> None:
         from .decoder import StreamDecoder
+        from .report import StreamReport
 
         self._decoder_cls = StreamDecoder
         self._decoders: dict[str, StreamDecoder] = {}
+        self._report = StreamReport(self.ctx.services, "decode")
 
     def process(self, packet: Packet) -> list[VideoFrame] | None:  # type: ignore[override]
         decoder = self._decoders.get(packet.stream_id)
@@ -63,6 +65,7 @@ class Decode(Node):
                 width=p.width, height=p.height, format=p.format, thread_type=p.thread_type, threads=p.threads,
                 keep_source=p.keep_source, device=self.device if p.hwaccel == "auto" else "cpu")
         frames = decoder.decode(packet)
+        self._report.maybe(packet.stream_id, lambda: {"node": self.name, **decoder.report()})
         return frames or None
 
     async def flush(self) -> None:

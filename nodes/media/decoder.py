@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -36,6 +37,8 @@ class StreamDecoder:
         self.lost = 0
         self._last_seq: int | None = None
         self._pinned: Any = None
+        self._mark = (time.monotonic(), 0)
+        self.size: str | None = None
         self._ring_index = 0
 
     def _open(self, thread_type: str, threads: int) -> Any:
@@ -50,6 +53,14 @@ class StreamDecoder:
         if threads:
             ctx.thread_count = threads
         return ctx
+
+    def report(self) -> dict[str, Any]:
+        """Counters plus the decoded frame rate since the previous report (for /api/streams)."""
+        now = time.monotonic()
+        since, frames = self._mark
+        self._mark = (now, self.frames)
+        fps = (self.frames - frames) / (now - since) if now > since else 0.0
+        return {**self.counters(), "fps": round(fps, 2), "size": self.size, "device": self.device}
 
     def counters(self) -> dict[str, int]:
         return {"packets": self.packets, "frames": self.frames, "corrupt": self.corrupt, "skipped": self.skipped,
@@ -115,6 +126,7 @@ class StreamDecoder:
                 self.skipped += 1
                 continue
             image, device = self._picture(frame)
+            self.size = f"{frame.width}x{frame.height}"
             message = VideoFrame(image=image, format=self.format, device=device,
                                  source=frame if self.keep_source else None)
             if meta is not None:

@@ -69,6 +69,9 @@ class Encode(Node):
             self._overlay = OverlayState(self.params.overlay_max_age_s)
         self.keyframe_requests = 0
         self.overlays_drawn = 0
+        from .report import StreamReport
+
+        self._report = StreamReport(self.ctx.services, "encode")
 
     # -- control (event loop) ---------------------------------------------------------------------------------
     def set_bitrate(self, kbps: int) -> None:
@@ -125,6 +128,9 @@ class Encode(Node):
                 packet.time_base = TIME_BASE
                 packet.stream_id = self.params.stream_id or frame.stream_id
                 out.append(packet)
+        if out:
+            self._report.maybe(out[0].stream_id, lambda: {"node": self.name, "source": frame.stream_id,
+                                                          **self.counters()})
         return out or None
 
     def _pts(self, frame: VideoFrame) -> int:

@@ -80,7 +80,6 @@ class PullSource(Source):
             raise MediaError(f"file not found: {self.target}")
         self._transcoder: Transcoder | None = None
         self._pts_offset = 0
-        self._next_pts = 0
 
     # -- control -------------------------------------------------------------------------------------------
     def request_keyframe(self) -> bool:
@@ -201,8 +200,8 @@ class PullSource(Source):
     def _demux(self, container: Any, stream: Any, bsf: Any, time_base: Fraction) -> Iterator[Packet]:
         c = self.config
         pace_origin: tuple[float, float] | None = None
-        first_pts: int | None = None
-        last_pts = self._next_pts
+        first_ts: int | None = None
+        last_pts = self._pts_offset
         for raw in container.demux(stream):
             if self.stopping:
                 return
@@ -240,10 +239,11 @@ class PullSource(Source):
             filtered = bsf.filter(raw) if bsf is not None else [raw]
             for pkt in filtered:
                 pts = pkt.pts if pkt.pts is not None else pkt.dts
-                if first_pts is None and pts is not None:
-                    first_pts = pts
-                # loops and reconnects continue the timeline where the previous pass ended
-                shift = self._pts_offset - (first_pts or 0)
+                if first_ts is None:
+                    first_ts = pkt.dts if pkt.dts is not None else pts
+                # loops and reconnects continue the timeline where the previous pass ended (anchored on the
+                # first decode timestamp, so dts never goes below the offset even with B-frames)
+                shift = self._pts_offset - (first_ts or 0)
                 out_pts = None if pts is None else pts + shift
                 out_dts = None if pkt.dts is None else pkt.dts + shift
                 try:
@@ -258,6 +258,5 @@ class PullSource(Source):
                 if out_pts is not None:
                     last_pts = max(last_pts, out_pts + (pkt.duration or 1))
                 yield packet
-        self._next_pts = last_pts
         self._pts_offset = last_pts
 

@@ -40,6 +40,9 @@ class Record(Node):
         self.files: list[str] = []
         self.skipped = 0
         self.errors = 0
+        from .report import StreamReport
+
+        self._report = StreamReport(self.ctx.services, "record")
 
     def process(self, packet: Packet) -> None:  # type: ignore[override]
         writer = self._writers.get(packet.stream_id)
@@ -54,6 +57,8 @@ class Record(Node):
                                                                self.params.fragment_s)
             self.files.append(writer.path)
         writer.write(packet)
+        self._report.maybe(packet.stream_id, lambda: {"node": self.name, "path": writer.path,
+                                                      "packets": writer.packets, "bytes": writer.bytes})
 
     def _path(self, packet: Packet) -> str:
         path = self.params.path.format(stream_id=packet.stream_id, index=len(self.files),

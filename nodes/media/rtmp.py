@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator
 from fractions import Fraction
@@ -275,11 +276,22 @@ class RtmpSession:
             self._closed = True
             self.writer.close()
 
+    def _quick_ack(self) -> None:
+        """Acknowledge at once instead of Linux's delayed ACK. Publishers (FFmpeg without tcp_nodelay, librtmp)
+        send each command as a small segment behind Nagle's algorithm, so every delayed ACK stalls the connect →
+        createStream → publish sequence by ≈ 40 ms. The flag does not stick: it is set again after each read."""
+        sock = self.writer.get_extra_info("socket")
+        if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+
     async def run(self) -> None:
         try:
+            self._quick_ack()
             await asyncio.wait_for(server_handshake(self.reader, self.writer), 10.0)
             while not self._closed:
                 timeout = self.source.idle_timeout_s if self.source is not None else 30.0
+                self._quick_ack()
                 data = await asyncio.wait_for(self.reader.read(65536), timeout)
                 if not data:
                     break
@@ -349,8 +361,10 @@ class RtmpSession:
         elif name == "createStream":
             self._command("_result", txn, None, 1.0)
         elif name == "publish":
-            key = str(args[0]) if args else ""
-            self._publish(key.split("?", 1)[0], stream_id or 1)
+            key = str(args[0]).split("?", 1)[0] if args else ""
+            if not key and "/" in self.app:  # the whole URL typed as the server, stream key left empty
+                self.app, key = self.app.rsplit("/", 1)
+            self._publish(key, stream_id or 1)
         elif name in ("FCUnpublish", "deleteStream", "closeStream"):
             if self.source is not None:
                 self.source.detach(self)

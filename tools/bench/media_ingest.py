@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -178,6 +179,16 @@ def summarise(sent: list[float], arrivals: list[tuple[float, int]], started: flo
             "first_packet_ms": first, "first_frame_index": first_index}
 
 
+def median_of(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Field-wise median over rounds (numbers only)."""
+    out = dict(results[0])
+    for key, value in out.items():
+        values = [r[key] for r in results if isinstance(r.get(key), int | float)]
+        if isinstance(value, int | float) and values:
+            out[key] = statistics.median(values)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--role", choices=("main", "publisher", "pyav"), default="main")
@@ -186,6 +197,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--size", default="1280x720")
     ap.add_argument("--low-latency", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per receiver (median reported)")
     ap.add_argument("--quick", action="store_true", help="5 s per run, skip PyAV's default (slow-probing) options")
     args = ap.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -198,17 +210,23 @@ def main() -> int:
     size = (width, height)
     print(f"RTMP ingest, {width}x{height} 30 fps libx264 veryfast zerolatency 2.5 Mbit/s, {seconds:.0f} s per run, "
           f"{os.cpu_count()} cores shared with other work (load {os.getloadavg()[0]:.1f})\n")
-    rows: list[tuple[str, dict[str, Any]]] = []
+    rounds = 1 if args.quick else args.rounds
+    runs: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        rows.append(("flowgraph ingest (rtmp://)", asyncio.run(run_flowgraph(free_port(), seconds, size, tmp))))
-        rows.append(("PyAV listen=1, low-latency opts", run_pyav(free_port(), seconds, size, True, tmp)))
+        for _ in range(rounds):  # interleaved, so both receivers see the same spells of load
+            runs.setdefault("flowgraph ingest (rtmp://)", []).append(
+                asyncio.run(run_flowgraph(free_port(), seconds, size, tmp)))
+            runs.setdefault("PyAV listen=1, low-latency opts", []).append(
+                run_pyav(free_port(), seconds, size, True, tmp))
         if not args.quick:
-            rows.append(("PyAV listen=1, default opts", run_pyav(free_port(), seconds, size, False, tmp)))
+            runs["PyAV listen=1, default opts"] = [run_pyav(free_port(), seconds, size, False, tmp)]
+    rows = [(name, median_of(results)) for name, results in runs.items()]
+    print(f"median of {rounds} interleaved round(s) per receiver\n")
     print(f"{'receiver':<34} {'frames':>9} {'first idx':>9} {'start→1st pkt':>14} {'frame→pkt p50':>14} "
           f"{'p99':>8}")
     for name, r in rows:
-        print(f"{name:<34} {r['frames']:>4}/{r['sent']:<4} {r['first_frame_index']:>9} "
+        print(f"{name:<34} {r['frames']:>4.0f}/{r['sent']:<4.0f} {r['first_frame_index']:>9.0f} "
               f"{r['first_packet_ms']:>11.0f} ms {r['p50']:>11.1f} ms {r['p99']:>5.1f} ms")
     fg = rows[0][1]
     print(f"\nflowgraph in-graph ingest latency (last socket byte read → packet emitted): "

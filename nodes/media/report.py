@@ -1,0 +1,37 @@
+"""Throttled per-stream reports into the graph's stream registry (``GET /api/streams``), from any thread.
+
+Decode, encode and record do their work in worker threads; the registry is read by HTTP handlers on the event
+loop, so updates are handed to the loop (``call_soon_threadsafe``) at most once per ``every`` seconds per stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flowgraph.streams import streams
+
+
+class StreamReport:
+    """Reports one role's fields per stream; create it on the event loop (in ``start``)."""
+
+    def __init__(self, services: dict[str, Any], role: str, every: float = 1.0) -> None:
+        self.registry = streams(services)
+        self.role = role
+        self.every = every
+        self.loop = asyncio.get_running_loop()
+        self._last: dict[str, float] = {}
+
+    def maybe(self, stream_id: str, fields: Callable[[], dict[str, Any]], force: bool = False) -> None:
+        """Report ``fields()`` for ``stream_id`` unless it was reported less than ``every`` seconds ago."""
+        now = time.monotonic()
+        if not force and now - self._last.get(stream_id, 0.0) < self.every:
+            return
+        self._last[stream_id] = now
+        values = fields()
+        try:
+            self.loop.call_soon_threadsafe(lambda: self.registry.update(stream_id, self.role, **values))
+        except RuntimeError:  # the loop is closed: the graph is gone
+            pass
