@@ -99,6 +99,9 @@ class WebRTCOut(Node):
     def viewers_of(self, stream_id: str) -> int:
         return int(self._backend.viewers_of(stream_id))
 
+    def has_viewer(self, viewer_id: str) -> bool:
+        return bool(self._backend.has_viewer(viewer_id))
+
     async def connect(self, offer_sdp: str, stream_id: str) -> tuple[str, str]:
         result = await self._backend.connect(offer_sdp, stream_id, known=True)
         self._report(stream_id)
@@ -237,6 +240,9 @@ class LocalBackend:
 
     def viewers_of(self, stream_id: str) -> int:
         return int(self.hub.viewers_of(stream_id))
+
+    def has_viewer(self, viewer_id: str) -> bool:
+        return viewer_id in self.hub.sessions
 
     async def connect(self, offer_sdp: str, stream_id: str, known: bool = False) -> tuple[str, str]:
         result: tuple[str, str] = await self.hub.connect(offer_sdp, stream_id, known=known)

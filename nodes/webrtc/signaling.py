@@ -41,6 +41,7 @@ class Backend(Protocol):
     def known(self, stream_id: str) -> bool: ...
     def stream_ids(self) -> list[str]: ...
     def viewers_of(self, stream_id: str) -> int: ...
+    def has_viewer(self, viewer_id: str) -> bool: ...
     async def connect(self, offer_sdp: str, stream_id: str) -> tuple[str, str]: ...
     async def disconnect(self, viewer_id: str) -> None: ...
     async def viewer_stats(self) -> dict[str, Any]: ...
@@ -72,7 +73,6 @@ class Router:
 
     def __init__(self) -> None:
         self.backends: list[Backend] = []
-        self.viewers: dict[str, Backend] = {}
 
     def add(self, backend: Backend) -> None:
         self.backends.append(backend)
@@ -96,14 +96,15 @@ class Router:
         backend, stream_id = self.resolve(stream_id)
         sdp = check_offer(offer, backend.max_sdp_bytes)
         viewer_id, answer = await backend.connect(sdp, stream_id)
-        self.viewers[viewer_id] = backend
         return stream_id, viewer_id, answer
 
     async def disconnect(self, viewer_id: str) -> None:
-        backend = self.viewers.pop(viewer_id, None)
-        if backend is None:
-            raise web.HTTPNotFound(reason=f"no viewer {viewer_id!r}")
-        await backend.disconnect(viewer_id)
+        # no router-side map: viewers that end by themselves (timeouts, failures) leave nothing behind here
+        for backend in self.backends:
+            if backend.has_viewer(viewer_id):
+                await backend.disconnect(viewer_id)
+                return
+        raise web.HTTPNotFound(reason=f"no viewer {viewer_id!r}")
 
     # -- handlers -------------------------------------------------------------------------------------------
     async def handle_connect(self, request: web.Request) -> web.Response:

@@ -186,6 +186,9 @@ class WorkerPool:
     def viewers_of(self, stream_id: str) -> int:
         return sum(1 for w in self.workers for s in w.viewers.values() if s == stream_id)
 
+    def has_viewer(self, viewer_id: str) -> bool:
+        return any(viewer_id in w.viewers for w in self.workers)
+
     async def connect(self, offer_sdp: str, stream_id: str, known: bool = False) -> tuple[str, str]:
         if not known and not self.known(stream_id):
             raise UnknownStream(f"unknown stream {stream_id!r}")

@@ -153,7 +153,7 @@ async def run_case(name: str, counts: list[int], seconds: float, tmp: Path) -> l
     rows: list[dict[str, Any]] = []
     if name == "janus":
         server: Any = janus_server(tmp=tmp)
-    elif name.startswith("minimal"):
+    elif name in ("minimal", "naive-encode"):
         server = minimal_server("encode" if name == "naive-encode" else "passthrough", tmp=tmp)
     else:
         server = flowgraph_server("passthrough", workers=2 if name.endswith("workers2") else 0, tmp=tmp)
