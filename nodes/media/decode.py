@@ -69,9 +69,10 @@ class Decode(Node):
         return frames or None
 
     async def flush(self) -> None:
-        for decoder in self._decoders.values():
+        for stream_id, decoder in self._decoders.items():
             for frame in await self.offload(decoder.flush):
                 await self.frames.send(frame)
+            self._report.maybe(stream_id, {"node": self.name, **decoder.report()}, force=True)
 
     def counters(self) -> dict[str, Any]:
         totals: dict[str, Any] = {}

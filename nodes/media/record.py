@@ -73,6 +73,10 @@ class Record(Node):
         return fmt
 
     async def flush(self) -> None:
+        for stream_id, writer in list(self._writers.items()):
+            fields = {"node": self.name, "path": writer.path, "packets": writer.packets, "bytes": writer.bytes,
+                      "state": "closed"}
+            self._report.maybe(stream_id, fields, force=True)
         await self.offload(self._close_all)
 
     async def stop(self) -> None:

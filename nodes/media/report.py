@@ -24,13 +24,15 @@ class StreamReport:
         self.loop = asyncio.get_running_loop()
         self._last: dict[str, float] = {}
 
-    def maybe(self, stream_id: str, fields: Callable[[], dict[str, Any]], force: bool = False) -> None:
-        """Report ``fields()`` for ``stream_id`` unless it was reported less than ``every`` seconds ago."""
+    def maybe(self, stream_id: str, fields: Callable[[], dict[str, Any]] | dict[str, Any],
+              force: bool = False) -> None:
+        """Report ``fields`` (or ``fields()``, computed only when due) for ``stream_id`` unless it was reported less
+        than ``every`` seconds ago."""
         now = time.monotonic()
         if not force and now - self._last.get(stream_id, 0.0) < self.every:
             return
         self._last[stream_id] = now
-        values = fields()
+        values = fields if isinstance(fields, dict) else fields()
         try:
             self.loop.call_soon_threadsafe(lambda: self.registry.update(stream_id, self.role, **values))
         except RuntimeError:  # the loop is closed: the graph is gone

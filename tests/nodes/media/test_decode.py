@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import numpy as np
@@ -121,3 +122,6 @@ async def test_decode_node_counts_per_stream_and_never_fails() -> None:
     assert len(frames) == 30 and frames[0].image.shape == (60, 80, 3)
     counters = rt.snapshot()["nodes"]["dec"]["counters"]
     assert counters["frames"] == 30 and counters["corrupt"] == 0
+    await asyncio.sleep(0.05)  # the registry is updated on the loop
+    report = rt.services["streams"].get("default")["decode"]
+    assert report["frames"] == 30 and report["size"] == "160x120" and report["node"] == "dec"
