@@ -302,6 +302,7 @@ def percentile(values: list[float], q: float) -> float | None:
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "publish":
         options = dict(arg[2:].split("=", 1) for arg in sys.argv[3:])
-        publish(sys.argv[2], **{k: (float(v) if k == "seconds" else int(v)) for k, v in options.items()})
+        typed: dict[str, Any] = {k: (float(v) if k == "seconds" else int(v)) for k, v in options.items()}
+        publish(sys.argv[2], **typed)
     else:
         print(__doc__)

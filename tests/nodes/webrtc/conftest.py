@@ -42,7 +42,7 @@ def encode_packets(count: int, *, width: int = 320, height: int = 180, fps: int 
         frame.pts = n
         frame.time_base = codec.time_base
         for packet in codec.encode(frame):
-            yield bytes(packet), bool(packet.is_keyframe), int(packet.pts)
+            yield bytes(packet), bool(packet.is_keyframe), int(packet.pts or 0)
 
 
 class H264Gen(Node):
@@ -112,7 +112,7 @@ class AnalyticsGen(Node):
     packets = Input(Packet)
     analytics = Output(Analytics)
 
-    def process(self, msg: Packet) -> list[Analytics] | None:
+    def process(self, msg: Packet) -> list[Analytics] | None:  # type: ignore[override]
         n = msg.frame_id
         if n % 3:
             return None

@@ -18,8 +18,8 @@ from .conftest import encode_packets
 TB = Fraction(1, 30)
 
 
-def fanout_with(packets: list[tuple[bytes, bool, int]], **kwargs: object) -> StreamFanout:
-    fan = StreamFanout("cam", **kwargs)  # type: ignore[arg-type]
+def fanout_with(packets: list[tuple[bytes, bool, int]], **kwargs: int) -> StreamFanout:
+    fan = StreamFanout("cam", **kwargs)
     for data, key, pts in packets:
         fan.push_packet(data, keyframe=key, pts=pts, time_base=TB, frame_id=pts)
     return fan

@@ -77,7 +77,8 @@ nodes:
         viewer, _ = await watch(rt.server.url)
         try:
             first = await asyncio.wait_for(viewer.first_frame, 5)
-            hub = rt.runners["out"].node._backend.hub
+            node: Any = rt.runners["out"].node
+            hub = node._backend.hub
             stats = hub.stats()
             assert set(stats["streams"]["cam"]["renditions"]) == {"360p", "180p"}
             assert stats["streams"]["cam"]["abr"]["adaptive"] is True
