@@ -19,6 +19,8 @@ decoded as fast as possible); live edges may drop, and then cost pictures until 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -26,6 +28,9 @@ from flowgraph.messages import Packet, VideoFrame
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
+
+#: Packets in flight between the loop and the worker thread (decoding one while the previous one's pictures go out).
+PIPELINE_DEPTH = 2
 
 
 class Decode(Node):
@@ -56,8 +61,32 @@ class Decode(Node):
         self._decoder_cls = StreamDecoder
         self._decoders: dict[str, StreamDecoder] = {}
         self._report = StreamReport(self.ctx.services, "decode")
+        self._pending: asyncio.Queue[asyncio.Future[list[VideoFrame]] | None] = asyncio.Queue(PIPELINE_DEPTH)
+        self._sender = asyncio.create_task(self._send_decoded(), name=f"decode-send:{self.name}")
+        self.errors = 0
 
-    def process(self, packet: Packet) -> list[VideoFrame] | None:  # type: ignore[override]
+    async def process(self, packet: Packet) -> None:
+        # Pipelined: the worker thread starts on this packet while the loop still hands out the previous one's
+        # pictures; the sender task keeps order. Nothing waits for a later packet, so no latency is added.
+        decoded = asyncio.ensure_future(self.offload(self._decode, packet))
+        await self._pending.put(decoded)  # bounded: backpressure once PIPELINE_DEPTH packets are in flight
+
+    async def _send_decoded(self) -> None:
+        while True:
+            decoded = await self._pending.get()
+            if decoded is None:
+                return
+            try:
+                frames = await decoded
+            except Exception:  # _decode handles media errors; anything else is a bug worth a log, not a stall
+                self.errors += 1
+                self.log.exception("decode failed")
+                continue
+            for frame in frames:
+                await self.frames.send(frame)
+
+    def _decode(self, packet: Packet) -> list[VideoFrame]:
+        """In the worker thread: one packet through its stream's decoder."""
         decoder = self._decoders.get(packet.stream_id)
         if decoder is None:
             p = self.params
@@ -66,16 +95,25 @@ class Decode(Node):
                 keep_source=p.keep_source, device=self.device if p.hwaccel == "auto" else "cpu")
         frames = decoder.decode(packet)
         self._report.maybe(packet.stream_id, lambda: {"node": self.name, **decoder.report()})
-        return frames or None
+        return frames
 
     async def flush(self) -> None:
+        await self._pending.put(None)
+        await self._sender
         for stream_id, decoder in self._decoders.items():
             for frame in await self.offload(decoder.flush):
                 await self.frames.send(frame)
             self._report.maybe(stream_id, {"node": self.name, **decoder.report()}, force=True)
 
+    async def stop(self) -> None:
+        sender = getattr(self, "_sender", None)
+        if sender is not None and not sender.done():
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
     def counters(self) -> dict[str, Any]:
-        totals: dict[str, Any] = {}
+        totals: dict[str, Any] = {"errors": getattr(self, "errors", 0)}
         for decoder in list(getattr(self, "_decoders", {}).values()):
             for key, value in decoder.counters().items():
                 totals[key] = totals.get(key, 0) + value
