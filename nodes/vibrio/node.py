@@ -92,7 +92,7 @@ class Vibrio(Node):
         hog_scale: float = param(1.05, "hog: pyramid scale step", minimum=1.01, maximum=2)
         hog_hit_threshold: float = param(0.0, "hog: SVM margin threshold")
         motion_learning_rate: float = param(0.02, "motion: background adaptation rate", minimum=0, maximum=1)
-        motion_threshold: float = param(25.0, "motion: grey-level difference for foreground", minimum=1)
+        motion_threshold: float = param(25.0, "motion: colour-channel difference for foreground", minimum=1)
         motion_warmup: int = param(10, "motion: frames used to build the initial background", minimum=1)
         motion_min_area: float = param(0.0005, "motion: smallest blob, as a fraction of the picture", minimum=0)
         motion_width: int = param(640, "motion: width the background model works at", minimum=32, maximum=3840)

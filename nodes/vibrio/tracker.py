@@ -48,8 +48,8 @@ class TrackerConfig:
     recover_distance: float = 0.75
     min_hits: int = 3
     max_lost_s: float = 2.0
-    #: Mahalanobis gate (χ² with 4 degrees of freedom; 9.49 = 95 %) on the Kalman prediction; 0 disables.
-    gate_chi2: float = 9.4877
+    #: Mahalanobis gate on the predicted centre and height (χ², 3 degrees of freedom: 7.81 = 95 %); 0 disables.
+    gate_chi2: float = 7.8147
     #: A detection covering at least this fraction of two or more tracks' boxes is a merged group (0 = off).
     group_cover: float = 0.6
     #: Also try low-score detections against lost tracks (a person stepping out from behind something).
@@ -141,9 +141,11 @@ class Tracklet:
         if len(detections) == 0:
             return np.zeros(0)
         kf = self.kf
-        innovation_cov = kf.H @ kf.P @ kf.H.T + self._measurement_noise()
-        z = np.array([_xyah(d) for d in detections])
-        diff = z - (kf.H @ kf.x)[:, 0]
+        # Centre and height only: a runner's box aspect swings with every stride, so it would gate real matches.
+        keep = [0, 1, 3]
+        innovation_cov = (kf.H @ kf.P @ kf.H.T + self._measurement_noise())[np.ix_(keep, keep)]
+        z = np.array([_xyah(d) for d in detections])[:, keep]
+        diff = z - (kf.H @ kf.x)[keep, 0]
         return np.einsum("ij,ij->i", diff @ np.linalg.inv(innovation_cov), diff)
 
     @property

@@ -148,7 +148,7 @@ def main() -> None:
             for case in cases:
                 scene, rendered = scenes[case]
                 ms, tracks = measure(backend, scene, rendered, models, args.threads, args.warmup)
-                cells.append(f"{ms:.1f} ({tracks:.1f})")
+                cells.append(f"{ms:.2f} ({tracks:.1f})" if ms < 1 else f"{ms:.1f} ({tracks:.1f})")
             print(f"| {backend} | " + " | ".join(cells) + " |", flush=True)
     print("goal: <= 33 ms/frame at 640x360 on 2 CPU cores (detector + tracker)")
 

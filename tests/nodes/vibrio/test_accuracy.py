@@ -6,6 +6,7 @@ The figures printed here are the ones quoted in the issue's report (run with ``-
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from flowgraph.nodes.synth import SceneConfig
 
 from .synth_eval import SceneScore, evaluate
@@ -34,9 +35,19 @@ def test_motion_backend_meets_the_targets_on_sparse_scenes() -> None:
     assert speed <= 0.05  # median speed error ≤ 5 % after calibration
 
 
-def test_motion_backend_in_a_crowd_is_measured() -> None:
-    """8 people: blobs of people who overlap in the picture merge, so this is a regression guard, not the target."""
-    score = evaluate(SceneConfig(width=640, height=360, people=8, seed=2), {"backend": "motion"}, 200)
-    print(f"\nmotion 640x360 8 people seed 2: {score.line()}")
-    assert score.metrics["mota"] >= 0.6 and score.metrics["idf1"] >= 0.6
-    assert score.median_speed_error <= 0.1
+HARDER = {
+    "two runners merge (3 people, seed 3)": SceneConfig(width=640, height=360, people=3, seed=3),
+    "photo people on a photo background": SceneConfig(width=640, height=360, people=3, seed=3,
+                                                      appearance="photo", background="photo"),
+    "crowd (8 people)": SceneConfig(width=640, height=360, people=8, seed=2),
+}
+
+
+@pytest.mark.parametrize("name", list(HARDER))
+def test_motion_backend_on_harder_scenes_is_measured(name: str) -> None:
+    """People who overlap in the picture merge into one blob: regression guards here, not the issue's targets."""
+    score = evaluate(HARDER[name], {"backend": "motion"}, 200)
+    print(f"\nmotion 640x360 {name}: {score.line()}")
+    assert score.metrics["mota"] >= 0.55 and score.metrics["idf1"] >= 0.6
+    if len(score.speed_errors) >= 30:
+        assert score.median_speed_error <= 0.1
