@@ -4,12 +4,17 @@ One :class:`ByteTracker` per stream. Each frame (see :meth:`ByteTracker.update`)
 
 1. every track's Kalman filter predicts its box (state ``cx, cy, aspect, height`` and their velocities; the time
    step follows the frames' timestamps, so frames dropped by a ``latest`` edge do not confuse the motion model);
-2. confident detections are matched to confirmed and lost tracks by IoU (Hungarian assignment);
-3. the low-score detections ByteTrack is named for get a second chance against tracks still unmatched, which
+2. a confident detection that covers two or more visible tracks, each clearly smaller than it (a blob detector
+   merging people who overlap), is used up: those tracks coast on their prediction instead of one of them taking
+   the merged box and the wrong person when the group splits;
+3. confident detections are matched to confirmed and lost tracks by IoU (Hungarian assignment), pairs the Kalman
+   prediction finds implausible (Mahalanobis gate on centre and height) excluded;
+4. the low-score detections ByteTrack is named for get a second chance against tracks still unmatched, which
    keeps partly occluded people tracked while their score sags;
-4. tracks that are still lost are tried against the remaining confident detections by centre distance relative to
-   their height — IoU with a predicted box is often zero after a second behind an obstacle;
-5. tentative tracks (not yet ``min_hits`` detections) match what is left, or die; unmatched confident detections
+5. tracks that are still lost are tried against the remaining confident detections by centre distance relative to
+   their height — IoU with a predicted box is often zero after a second behind an obstacle — and against the
+   low-score ones by IoU (someone stepping out from behind something is detected half-heartedly at first);
+6. tentative tracks (not yet ``min_hits`` detections) match what is left, or die; unmatched confident detections
    start tentative tracks; lost tracks older than ``max_lost_s`` are dropped.
 
 Public track ids are handed out only on confirmation, so noise that never becomes a track consumes no id.
@@ -193,20 +198,20 @@ class ByteTracker:
         tentative = [t for t in self.tracks if t.state == "tentative"]
         matched: set[int] = set()
 
-        # 0. one box around several tracked people (a blob detector merging them): they coast inside it
+        # 2. one box around several tracked people (a blob detector merging them): they coast inside it
         if c.group_cover > 0:
             high, grouped = self._groups(pool, high, now)
             matched |= grouped
             pool = [t for t in pool if id(t) not in grouped]
 
-        # 1. confident detections ↔ confirmed and lost tracks, by IoU
+        # 3. confident detections ↔ confirmed and lost tracks, by IoU
         boxes = np.array([t.box for t in pool]).reshape(-1, 4)
         pairs, free_tracks, free_high = assign(self._gated(pool, high, 1 - iou_matrix(boxes, high)), 1 - c.match_iou)
         for ti, di in pairs:
             self._matched(pool[ti], high[di], now)
             matched.add(id(pool[ti]))
 
-        # 2. low-score detections ↔ tracks that were visible last frame
+        # 4. low-score detections ↔ tracks that were visible last frame
         recent = [pool[i] for i in free_tracks if pool[i].missed == 0]
         boxes = np.array([t.box for t in recent]).reshape(-1, 4)
         pairs, _, _ = assign(1 - iou_matrix(boxes, low), 1 - c.low_match_iou)
@@ -214,7 +219,7 @@ class ByteTracker:
             self._matched(recent[ti], low[di], now)
             matched.add(id(recent[ti]))
 
-        # 3. lost tracks ↔ remaining detections, by centre distance relative to the track's height
+        # 5. lost tracks ↔ remaining detections, by centre distance relative to the track's height
         lost = [t for t in pool if id(t) not in matched and t.missed > 0]
         rest = high[free_high]
         pairs, _, free_rest = assign(self._gated(lost, rest, self._centre_cost(lost, rest)), c.recover_distance)
@@ -230,7 +235,7 @@ class ByteTracker:
                 self._matched(lost[ti], low[di], now)
                 matched.add(id(lost[ti]))
 
-        # 4. tentative tracks ↔ what is left; then births
+        # 6. tentative tracks ↔ what is left; then births
         boxes = np.array([t.box for t in tentative]).reshape(-1, 4)
         pairs, _, free_rest = assign(1 - iou_matrix(boxes, rest), 1 - c.tentative_match_iou)
         for ti, di in pairs:
@@ -244,7 +249,7 @@ class ByteTracker:
                 if c.min_hits <= 1 or self.frames == 1:
                     self._confirm(track)
 
-        # 5. the unmatched miss a frame; tentative ones die, confirmed ones are lost until max_lost_s
+        # 7. the unmatched miss a frame; tentative ones die, confirmed ones are lost until max_lost_s
         kept: list[Tracklet] = []
         for track in self.tracks:
             if id(track) not in matched:
