@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any
 
@@ -90,6 +91,30 @@ async def test_whip_publish_passthrough_and_delete() -> None:
     assert info["codec_in"] == "h264" and info["width"] == 320 and info["publishers"] == 1
     assert collected(rt, "frames")[0].image.shape == (240, 320, 3)
     assert first_frame_s < 10
+
+
+async def test_next_publisher_resumes_the_same_stream() -> None:
+    async with running(GRAPH) as rt:
+        first = Publisher(rt.server.url + "/whip/cam", "s3cret")
+        await first.publish()
+        try:
+            assert await wait_for(lambda: len(collected(rt, "frames")) >= 10, 15)
+        finally:
+            await first.close()  # gone without a DELETE: the connection just closes
+        assert await wait_for(lambda: rt.services["streams"].get("cam")["ingest"]["state"] == "waiting", 10)
+        before = len(collected(rt, "packets"))
+        second = Publisher(rt.server.url + "/whip/cam", "s3cret")
+        await second.publish()
+        try:
+            assert await wait_for(lambda: len(collected(rt, "frames")) >= before + 10, 15)
+        finally:
+            await second.close()
+        counters = rt.snapshot()["nodes"]["src"]["counters"]
+        states = {name: r.stats.state for name, r in rt.runners.items()}
+    assert counters["publishers"] == 2 and counters["reconnects"] == 1 and set(states.values()) == {"running"}
+    packets = collected(rt, "packets")
+    assert all(b.pts > a.pts for a, b in itertools.pairwise(packets))  # one timeline across publishers
+    assert rt.snapshot()["nodes"]["dec"]["counters"]["corrupt"] == 0
 
 
 async def test_whip_rejects_bad_token_and_content_type() -> None:
