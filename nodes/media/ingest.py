@@ -171,6 +171,9 @@ class Ingest(Node):
 
     # -- control --------------------------------------------------------------------------------------------
     async def on_control(self, msg: Control) -> None:
+        if msg.stream_id != self.params.stream_id:  # one viewer tier may serve (and control) several streams
+            self.controls_ignored = getattr(self, "controls_ignored", 0) + 1
+            return
         source = self.source
         if msg.command == "keyframe":
             self.keyframe_requests += 1
@@ -185,7 +188,8 @@ class Ingest(Node):
 
     def counters(self) -> dict[str, Any]:
         out: dict[str, Any] = {"keyframe_requests": getattr(self, "keyframe_requests", 0),
-                               "keyframes_forced": getattr(self, "keyframes_forced", 0)}
+                               "keyframes_forced": getattr(self, "keyframes_forced", 0),
+                               "controls_ignored": getattr(self, "controls_ignored", 0)}
         source = getattr(self, "source", None)
         if source is not None:
             out.update(source.counters.as_dict())
