@@ -39,6 +39,8 @@ from webrtc_common import (
 )
 
 CLIENT_PROCS = 4
+#: Stream the light viewers join (the soak run points them at platform.yaml's "main").
+STREAM = os.environ.get("BENCH_STREAM", "bench")
 
 
 # -- the light viewers (run as child processes: --client) ---------------------------------------------------
@@ -91,7 +93,7 @@ async def light_viewer(kind: str, base: str, counter: list[int]) -> Any:
             count_only(transceiver)
             await pc.setLocalDescription(await pc.createOffer())
             async with http.post(f"{base}/api/stream/connect", json={"offer": pc.localDescription.sdp,
-                                                                     "stream_id": "bench"}) as resp:
+                                                                     "stream_id": STREAM}) as resp:
                 body = await resp.json()
             await pc.setRemoteDescription(RTCSessionDescription(sdp=body["answer"], type="answer"))
     return pc
