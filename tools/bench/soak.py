@@ -61,11 +61,14 @@ async def ws_clients_main(url: str, count: int) -> None:
             await asyncio.sleep(10)
             data = sorted(latencies)
             latencies.clear()
-            p = (lambda q: round(data[min(len(data) - 1, int(q * len(data)))] * 1000, 1) if data else None)
-            print(json.dumps({"received": received[0], "closed": closed[0], "p50_ms": p(0.5), "p99_ms": p(0.99)}),
-                  flush=True)
+            print(json.dumps({"received": received[0], "closed": closed[0], "p50_ms": quantile_ms(data, 0.5),
+                              "p99_ms": quantile_ms(data, 0.99)}), flush=True)
             if all(t.done() for t in tasks):
                 return
+
+
+def quantile_ms(data: list[float], q: float) -> float | None:
+    return round(data[min(len(data) - 1, int(q * len(data)))] * 1000, 1) if data else None
 
 
 def last_json(path: Path) -> dict[str, Any]:
@@ -95,8 +98,9 @@ async def soak(minutes: float, viewers: int, ws_count: int, out: Path) -> int:
     procs: list[Proc] = []
     try:
         scene = tmp / "scene.mp4"
-        subprocess.run([PY, str(ROOT / "tools" / "testsrc.py"), "--width", "1280", "--height", "720", "--fps", "30",
-                        "--seconds", "20", "--people", "3", "--out", str(scene)], check=True, capture_output=True)
+        await asyncio.to_thread(subprocess.run, [
+            PY, str(ROOT / "tools" / "testsrc.py"), "--width", "1280", "--height", "720", "--fps", "30",
+            "--seconds", "20", "--people", "3", "--out", str(scene)], check=True, capture_output=True)
         rtmp, http = free_port(), free_port()
         env = {"INGEST_KEY": "soak", "WHIP_TOKEN": "soak", "REDIS_URL": redis.url, "POSTGRES_URL": postgres.url,
                "HOST": "127.0.0.1", "VIBRIO_BACKEND": "motion"}
