@@ -164,9 +164,15 @@ class Node:
 
     @classmethod
     def blocking(cls) -> bool:
-        """A plain (non-async) ``process``/``run``: runs in the worker thread unless ``cheap``."""
-        fn = cls.run if cls.is_source() else getattr(cls, "process", None)
-        return fn is not None and not inspect.iscoroutinefunction(fn) and not inspect.isasyncgenfunction(fn)
+        """A plain (non-async) ``run`` or input handler: runs in the worker thread unless ``cheap``."""
+        if cls.is_source():
+            functions: list[Any] = [cls.run]
+        elif cls.process is not Node.process:
+            functions = [cls.process]
+        else:
+            functions = [getattr(cls, name) for name in (cls.handler_name(p) for p in cls.inputs) if name]
+        return bool(functions) and not any(
+            inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) for fn in functions)
 
     @classmethod
     def summary(cls) -> str:
@@ -181,6 +187,6 @@ class Node:
         """Sources override this (``async def run`` or a generator ``def run``)."""
         raise NotImplementedError
 
-    async def process(self, msg: Any) -> Any:
-        """Handle one message from any input without its own ``on_<port>`` handler."""
+    def process(self, msg: Any) -> Any:
+        """Handle one message from any input without its own ``on_<port>`` handler (``async def`` or plain)."""
         raise NotImplementedError

@@ -104,7 +104,7 @@ class Encode(Node):
             self._overlay.update(msg)
 
     # -- encoding (worker thread) -----------------------------------------------------------------------------
-    def process(self, frame: VideoFrame) -> list[Packet] | None:  # type: ignore[override]
+    def process(self, frame: VideoFrame) -> list[Packet] | None:
         image = frame.numpy() if frame.device != "cpu" or hasattr(frame.image, "detach") else frame.image
         encoder = self._encoder_for(image.shape[1], image.shape[0])
         with self._lock:

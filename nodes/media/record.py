@@ -44,7 +44,7 @@ class Record(Node):
 
         self._report = StreamReport(self.ctx.services, "record")
 
-    def process(self, packet: Packet) -> None:  # type: ignore[override]
+    def process(self, packet: Packet) -> None:
         writer = self._writers.get(packet.stream_id)
         if writer is not None and packet.keyframe and writer.expired(self.params.segment_s):
             writer.close()

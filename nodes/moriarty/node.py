@@ -141,7 +141,7 @@ class Moriarty(Node):
                               max_batch=p.max_batch, threads=p.threads)
 
     # -- processing (worker thread) ---------------------------------------------------------------------------
-    def process(self, msg: Message) -> Poses | None:  # type: ignore[override]  # blocking node
+    def process(self, msg: Message) -> Poses | None:  # blocking node: runs in the worker thread
         if isinstance(msg, Tracks):
             self._tracks_streams.add(msg.stream_id)
             return self.analyse(msg, msg.frame, msg)

@@ -149,7 +149,7 @@ class Vibrio(Node):
         return counts
 
     # -- per frame (worker thread) ----------------------------------------------------------------------------
-    def process(self, frame: VideoFrame) -> Tracks:  # type: ignore[override]  # blocking node
+    def process(self, frame: VideoFrame) -> Tracks:  # blocking node: runs in the worker thread
         started = time.perf_counter()
         self.counts["frames"] += 1
         state = self._state(frame.stream_id)
