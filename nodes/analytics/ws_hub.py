@@ -23,6 +23,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from flowgraph.messages import Analytics
+from flowgraph.metrics import Samples
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -219,6 +220,8 @@ class WsHub:
         self.kicked = 0
         self.connections = 0
         self.refused = 0
+        #: Seconds one message took to reach every client's socket (or queue): the fan-out itself.
+        self.fanout_time = Samples(256)
 
     def count(self, stream_id: str | None = None) -> int:
         if stream_id is None:
@@ -256,6 +259,7 @@ class WsHub:
             return 0
         frame: bytes | None = None
         offered = 0
+        started = time.perf_counter()
         for client in tuple(members):
             if client.closed or not client.wants(msg):
                 continue
@@ -268,6 +272,7 @@ class WsHub:
                 client.closed = True
                 continue
             offered += 1
+        self.fanout_time.add(time.perf_counter() - started)
         return offered
 
     async def close_all(self, code: int = 1001, message: bytes = b"server shutting down") -> None:
@@ -281,7 +286,7 @@ class WsHub:
         queued = sum(len(c.queue) for members in self._clients.values() for c in members)
         return {"clients": self.total, "connections": self.connections, "published": self.published,
                 "dropped": self.dropped, "queued": queued, "kicked": self.kicked, "refused": self.refused,
-                "streams": {s: len(m) for s, m in self._clients.items()}}
+                "fanout_ms": self.fanout_time.summary_ms(), "streams": {s: len(m) for s, m in self._clients.items()}}
 
     def clients(self, stream_id: str) -> list[WsClient]:
         return list(self._clients.get(stream_id, ()))

@@ -55,9 +55,12 @@ async def serve_flowgraph(port: int, rate: float, people: int) -> None:
     plan = compile_text(graph_yaml(port, rate, people), registry=registry())
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    async with running(plan, port=port):
+    async with running(plan, port=port) as rt:
         print(f"ready {port} {time.time()}", flush=True)
         await stop.wait()
+        hub = rt.runners["ws"].node.hub
+        print(f"flowgraph ws_out: {hub.published} messages, fan-out p50/p99 {hub.fanout_time.summary_ms()} ms "
+              f"(last {len(hub.fanout_time.values())} messages)", file=sys.stderr, flush=True)
 
 
 def templates(people: int) -> list[dict[str, Any]]:

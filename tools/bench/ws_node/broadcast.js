@@ -26,6 +26,7 @@ const now = () => (performance.timeOrigin + performance.now()) / 1000;
 const wss = new WebSocketServer({ port, host: '127.0.0.1', perMessageDeflate: false, maxPayload: 4096 });
 let seq = 0;
 let skipped = 0;
+const loopMs = [];
 wss.on('listening', () => {
   process.stdout.write(`ready ${port} ${now()}\n`);
 });
@@ -38,11 +39,13 @@ function tick() {
     seq += 1;
     const payload = Object.assign({}, template.payload, { frame_id: frame, timestamp: now() });
     const text = JSON.stringify({ type: template.type, payload, seq });
+    const began = performance.now();
     for (const client of wss.clients) {
       if (client.readyState !== WebSocket.OPEN) continue;
       if (checkBuffered && client.bufferedAmount > checkBuffered) { skipped += 1; continue; }
       client.send(text);
     }
+    if (wss.clients.size >= 100) loopMs.push(performance.now() - began);
   }
   frame += 1;
   const delay = start + frame * period - performance.now();
@@ -51,6 +54,8 @@ function tick() {
 setTimeout(tick, period);
 
 process.on('SIGTERM', () => {
-  process.stderr.write(`node broadcast: ${seq} messages, ${skipped} skipped sends\n`);
+  loopMs.sort((a, b) => a - b);
+  const p50 = loopMs.length ? loopMs[Math.floor(loopMs.length / 2)].toFixed(2) : '-';
+  process.stderr.write(`node broadcast: ${seq} messages, ${skipped} skipped sends, send loop p50 ${p50} ms\n`);
   process.exit(0);
 });
