@@ -155,7 +155,7 @@ async def test_keyframe_request_becomes_a_pli_to_the_publisher() -> None:
             assert await wait_for(lambda: len(collected(rt, "packets")) >= 10, 15)
             keys_before = sum(p.keyframe for p in collected(rt, "packets"))
             node: Any = rt.runners["src"].node
-            await node.on_control(Control(command="keyframe"))
+            await node.on_control(Control(command="keyframe", stream_id="cam"))
             assert await wait_for(lambda: sum(p.keyframe for p in collected(rt, "packets")) > keys_before, 5)
         finally:
             await publisher.close()
