@@ -262,7 +262,11 @@ class Runtime:
             status = 503 if failed else 200
             return web.json_response({"ok": not failed, "failed": failed}, status=status)
 
-        for path, handler in (("/api/metrics", metrics_json), ("/api/graph", graph)):
+        async def stream_list(request: web.Request) -> web.Response:
+            # the analytics API installs a richer /api/streams; graphs without it still list their streams
+            return web.json_response({"streams": streams(self.services).all()})
+
+        for path, handler in (("/api/metrics", metrics_json), ("/api/graph", graph), ("/api/streams", stream_list)):
             if not server.has_route("GET", path):
                 server.add_get(path, handler)
         if not server.has_route("GET", "/metrics"):

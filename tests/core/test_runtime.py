@@ -298,3 +298,16 @@ nodes:
     rt = await run_to_end(p)
     assert rt.runners["sq"].node.priority == min(19, base + 7)  # type: ignore[attr-defined]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the loop thread is untouched
+
+
+async def test_stream_list_without_analytics_nodes(plan) -> None:
+    import aiohttp
+
+    from flowgraph.streams import streams
+
+    async with running(plan("nodes:\n  t: {node: tick, params: {hz: 10}}\n  c: {node: collect, inputs: {inp: t/out}}\n"),
+                       serve=True) as rt:
+        streams(rt.services).update("cam1", "ingest", fps=30.0)
+        async with aiohttp.ClientSession() as session, session.get(rt.server.url + "/api/streams") as response:
+            body = await response.json()
+    assert body["streams"][0]["stream_id"] == "cam1" and body["streams"][0]["ingest"]["fps"] == 30.0
