@@ -305,8 +305,8 @@ async def test_stream_list_without_analytics_nodes(plan) -> None:
 
     from flowgraph.streams import streams
 
-    async with running(plan("nodes:\n  t: {node: tick, params: {hz: 10}}\n  c: {node: collect, inputs: {inp: t/out}}\n"),
-                       serve=True) as rt:
+    text = "nodes:\n  t: {node: tick, params: {hz: 10}}\n  c: {node: collect, inputs: {inp: t/out}}\n"
+    async with running(plan(text), serve=True) as rt:
         streams(rt.services).update("cam1", "ingest", fps=30.0)
         async with aiohttp.ClientSession() as session, session.get(rt.server.url + "/api/streams") as response:
             body = await response.json()
