@@ -22,15 +22,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _net import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 FLOWGRAPH = str(Path(PY).with_name("flowgraph"))
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- publisher ----------------------------------------------------------------------------------------------

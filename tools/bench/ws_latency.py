@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _net import free_port
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 NODE_DIR = HERE / "ws_node"
@@ -73,14 +76,6 @@ def templates(people: int) -> list[dict[str, Any]]:
         Track(track_id=i + 1, bbox=(100.0, 80.0, 180.0, 400.0), score=0.91, speed_mps=5.5 + i, heading_deg=87.5,
               distance_m=1.0, confidence=0.88) for i in range(people)])
     return [m.to_wire() for m in payloads.speeds(tracks, time.time())]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(kind: str, port: int, rate: float, people: int, workdir: Path) -> subprocess.Popen[str]:
