@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         (out / f"{script.stem}.txt").write_text(output, encoding="utf-8")
         sections.append(f"## {script.stem}\n\n{describe(script)}\n\n{status}, {seconds:.0f} s\n\n"
                         f"```\n{output.strip()}\n```\n")
+    plots = directory / "_plots.py"
+    if plots.exists():  # matplotlib lives with the benchmarks, not in the framework
+        subprocess.run([sys.executable, str(plots), str(out)], check=False, timeout=300)
     header = (f"# flowgraph benchmark report\n\n{dt.datetime.now().isoformat(timespec='seconds')} · "
               f"{os.cpu_count()} CPUs · Python {sys.version.split()[0]}\n\n")
     images = sorted(p.name for p in out.glob("*.png"))

@@ -13,9 +13,13 @@ import asyncio
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import record
 
 from flowgraph.messages import Data, Message
 from flowgraph.node import Node
@@ -122,6 +126,7 @@ async def main(messages: int) -> int:
     print(f"{'payload':<11} {'hops':>4} | {'flowgraph p50':>13} {'p99':>7} | {'asyncio.Queue p50':>17} {'p99':>7} |"
           f" {'ratio p50':>9} | zero-copy")
     worst = 0.0
+    rows = []
     for label, payload in payloads.items():
         for hops in (1, 4, 8):
             fg, same = await flowgraph_chain(hops, payload, messages)
@@ -131,7 +136,10 @@ async def main(messages: int) -> int:
             worst = max(worst, f50)
             print(f"{label:<11} {hops:>4} | {f50:>13.1f} {f99:>7.1f} | {b50:>17.1f} {b99:>7.1f} | {ratio:>8.2f}x |"
                   f" {'yes' if same else 'NO'}")
+            rows.append({"payload": label, "hops": hops, "flowgraph_p50_us": f50, "flowgraph_p99_us": f99,
+                         "queue_p50_us": b50, "queue_p99_us": b99, "zero_copy": same})
     print(f"goal: p50 <= 20 µs per hop and <= 1.5x the plain chain; worst flowgraph p50 here: {worst:.1f} µs")
+    record("core_hops", rows)
     return 0
 
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from _report import record
+
 
 def make_clip(path: Path, seconds: float) -> int:
     subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi", "-i",
@@ -110,6 +112,7 @@ def main() -> int:
                 results[name].append(run())
         rows = [(name, best([r for r in runs if r]) if all(runs) else None) for name, runs in results.items()]
     fps = {name: (total / r[1] if r else None) for name, r in rows}
+    record("media_decode", fps)
     print(f"{'pipeline':<46} {'frames':>7} {'seconds':>8} {'fps':>7}")
     for name, r in rows:
         if r is None:

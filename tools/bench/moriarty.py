@@ -24,6 +24,7 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
+from _report import record
 from flowgraph.nodes.moriarty.backend import PoseBackend
 from flowgraph.nodes.moriarty.node import Moriarty
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33
@@ -95,6 +96,8 @@ async def main() -> None:
     print(f"{'people':>6}  {'backend':<20} {'p50 ms':>8} {'p95 ms':>8} {'found':>6}")
     for people, kind, p50, p95, found in rows:
         print(f"{people:>6}  {kind:<20} {p50:>8.1f} {p95:>8.1f} {found:>6.0%}")
+    record("moriarty", [{"people": people, "backend": kind, "p50_ms": p50, "p95_ms": p95, "found": found}
+                        for people, kind, p50, p95, found in rows])
 
 
 if __name__ == "__main__":

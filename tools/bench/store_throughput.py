@@ -31,6 +31,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _report import record  # noqa: E402
 from benchnodes import make_message, registry  # noqa: E402
 from servers import Postgres, Redis  # noqa: E402
 
@@ -229,6 +230,7 @@ def main() -> None:
               f"{r['lost']} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+    record("store_throughput", rows)
 
 
 if __name__ == "__main__":

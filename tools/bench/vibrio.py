@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _report import record
 from flowgraph.nodes.synth import Scene, SceneConfig
 from flowgraph.nodes.vibrio.detector import Detector, DetectorInfo
 from flowgraph.nodes.vibrio.node import Vibrio
@@ -143,14 +144,18 @@ def main() -> None:
               f"{args.frames} frames after {args.warmup} warm-up")
         print(f"| backend | {header} |")
         print("|---|" + "---|" * len(cases))
+        results = []
         for backend in args.backends:
             cells = []
             for case in cases:
                 scene, rendered = scenes[case]
                 ms, tracks = measure(backend, scene, rendered, models, args.threads, args.warmup)
+                results.append({"backend": backend, "width": case[0], "height": case[1], "people": case[2],
+                                "ms": ms, "tracks": tracks})
                 cells.append(f"{ms:.2f} ({tracks:.1f})" if ms < 1 else f"{ms:.1f} ({tracks:.1f})")
             print(f"| {backend} | " + " | ".join(cells) + " |", flush=True)
     print("goal: <= 33 ms/frame at 640x360 on 2 CPU cores (detector + tracker)")
+    record("vibrio", results)
 
 
 if __name__ == "__main__":

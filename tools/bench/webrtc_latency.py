@@ -24,6 +24,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _report import record
 from flowgraph.nodes.webrtc import probe
 from flowgraph.nodes.webrtc.browser import Chromium
 from webrtc_common import (
@@ -137,6 +138,7 @@ async def main() -> None:
                     results.append({"case": name, "error": repr(exc)})
                 print(f"[{name}: {time.monotonic() - started:.0f}s] {results[-1]}", file=sys.stderr)
     print_tables(results)
+    record("webrtc_latency", results)
 
 
 if __name__ == "__main__":

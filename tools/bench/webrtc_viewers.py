@@ -25,6 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _report import record
 from webrtc_common import (
     PY,
     Proc,
@@ -223,6 +224,7 @@ async def main() -> None:
             except Exception as exc:
                 print(f"case {name} failed: {exc!r}", file=sys.stderr)
     print_table(rows)
+    record("webrtc_viewers", rows)
 
 
 if __name__ == "__main__":

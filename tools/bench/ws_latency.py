@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _net import free_port
+from _report import record
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -197,6 +198,7 @@ def main() -> None:
               f"{r['messages']} | {r['gaps']} | {r['server_cpu'] * 100:.0f}% | {r['server_rss_mb']:.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+    record("ws_latency", rows)
 
 
 if __name__ == "__main__":

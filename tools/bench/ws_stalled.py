@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _report import record
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
@@ -189,6 +191,7 @@ def main() -> None:
               f"{r['healthy_lost']} | {r['healthy_p50_ms']:.2f} | {r['healthy_p99_ms']:.2f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+    record("ws_stalled", rows)
 
 
 if __name__ == "__main__":
