@@ -8,7 +8,7 @@ the same lean client processes (``wsclient.py``), which stamp each message when 
 
     python tools/bench/ws_latency.py [--clients 1,100,1000] [--duration 10] [--rate 30] [--people 1] [--procs 2]
 
-Needs ``npm install`` in tools/bench/ws_node (ws 8). Prints a table; numbers on a shared machine are noisy.
+Runs ``npm install`` in tools/bench/ws_node (ws 8) the first time. Prints a table; shared machines are noisy.
 """
 
 from __future__ import annotations
@@ -177,8 +177,11 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve_flowgraph(args.port, args.rate, args.people))
         return
-    if not (NODE_DIR / "node_modules" / "ws").exists():
-        sys.exit("run `npm install` in tools/bench/ws_node first (installs ws 8)")
+    if not (NODE_DIR / "node_modules" / "ws").exists():  # the baseline's one dependency, pinned in package.json
+        installed = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR,
+                                   capture_output=True, text=True, check=False)
+        if installed.returncode != 0:
+            sys.exit(f"npm install in {NODE_DIR} failed: {installed.stderr.strip()[-500:]}")
     rows = []
     with tempfile.TemporaryDirectory(prefix="ws-latency-") as tmp:
         for clients in (int(c) for c in args.clients.split(",")):
