@@ -4,6 +4,9 @@
 // analysed frame's width/height, which map boxes and keypoints onto the displayed picture.
 
 const KEEP_SECONDS = 3;
+// Analytics describe a frame some 100-300 ms older than the one on screen; moving boxes and skeletons are
+// carried forward along each track's recent pixel velocity for at most this long (dead reckoning).
+const MAX_PREDICT_SECONDS = 0.5;
 const MAX_PER_TYPE = 240;
 
 // BlazePose-33 and COCO-17 limbs (index pairs)
@@ -31,7 +34,7 @@ export class Overlay {
     this.ctx = canvas.getContext("2d");
     this.byType = { detection: [], pose: [] };
     this.speeds = new Map(); // track_id -> {speed_kmh, t}
-    this.show = { boxes: true, pose: true, speed: true };
+    this.show = { boxes: true, pose: true, speed: true, predict: true };
     this.count = 0;
     this.drawn = 0;
   }
@@ -92,11 +95,41 @@ export class Overlay {
     const rect = this.contentRect();
     const det = this.pick("detection", t);
     const pose = this.pick("pose", t);
+    const motion = this.show.predict && typeof t === "number" ? this.velocities() : new Map();
     let drew = false;
-    if (det && this.show.boxes) drew = this.drawDetections(det.payload, rect) || drew;
-    if (pose && this.show.pose) drew = this.drawPoses(pose.payload, rect) || drew;
+    if (det && this.show.boxes) drew = this.drawDetections(det.payload, rect, this.shifter(motion, det, t)) || drew;
+    if (pose && this.show.pose) drew = this.drawPoses(pose.payload, rect, this.shifter(motion, pose, t)) || drew;
     if (drew) this.drawn += 1;
     this.prune();
+  }
+
+  // Pixel velocity (source px/s) of each track's box centre, from its two newest detections.
+  velocities() {
+    const seen = new Map();
+    const list = this.byType.detection;
+    for (let i = list.length - 1; i >= 0 && i >= list.length - 30; i--) {
+      const m = list[i];
+      if (m.t === null || !Array.isArray(m.payload.tracks)) continue;
+      for (const tr of m.payload.tracks) {
+        if (!Array.isArray(tr.bbox) || tr.track_id === undefined || tr.track_id === null) continue;
+        const c = [(tr.bbox[0] + tr.bbox[2]) / 2, (tr.bbox[1] + tr.bbox[3]) / 2];
+        const s = seen.get(tr.track_id);
+        if (!s) seen.set(tr.track_id, { t: m.t, c, v: null });
+        else if (!s.v && s.t - m.t > 0.03) s.v = [(s.c[0] - c[0]) / (s.t - m.t), (s.c[1] - c[1]) / (s.t - m.t)];
+      }
+    }
+    const out = new Map();
+    for (const [id, s] of seen) if (s.v) out.set(id, s.v);
+    return out;
+  }
+
+  // (track_id) -> [dx, dy] to move a message's drawing from its own frame time to the frame on screen.
+  shifter(motion, msg, t) {
+    const dt = msg.t === null || typeof t !== "number" ? 0 : Math.max(0, Math.min(MAX_PREDICT_SECONDS, t - msg.t));
+    return (id) => {
+      const v = dt > 0 ? motion.get(id) : undefined;
+      return v ? [v[0] * dt, v[1] * dt] : [0, 0];
+    };
   }
 
   mapper(payload, rect) {
@@ -105,15 +138,17 @@ export class Overlay {
     return (x, y) => [rect.x + (x / sw) * rect.w, rect.y + (y / sh) * rect.h];
   }
 
-  drawDetections(payload, rect) {
+  drawDetections(payload, rect, shift = () => [0, 0]) {
     const ctx = this.ctx;
-    const map = this.mapper(payload, rect);
+    const project = this.mapper(payload, rect);
     const tracks = Array.isArray(payload.tracks) ? payload.tracks : [];
     const boxes = tracks.length ? tracks : (Array.isArray(payload.detections) ? payload.detections : []);
     const lw = Math.max(2, rect.w / 400);
     ctx.font = `600 ${Math.max(11, Math.round(rect.w / 70))}px system-ui, sans-serif`;
     for (const obj of boxes) {
       if (!Array.isArray(obj.bbox) || obj.bbox.length !== 4) continue;
+      const [dx, dy] = shift(obj.track_id);
+      const map = (x, y) => project(x + dx, y + dy);
       const [x1, y1] = map(obj.bbox[0], obj.bbox[1]);
       const [x2, y2] = map(obj.bbox[2], obj.bbox[3]);
       const c = obj.track_id !== undefined ? colour(obj.track_id) : "#3ddc97";
@@ -149,13 +184,15 @@ export class Overlay {
     ctx.fillText(text, x + pad, top + pad);
   }
 
-  drawPoses(payload, rect) {
+  drawPoses(payload, rect, shift = () => [0, 0]) {
     const ctx = this.ctx;
-    const map = this.mapper(payload, rect);
+    const project = this.mapper(payload, rect);
     const poses = Array.isArray(payload.poses) ? payload.poses : [];
     const r = Math.max(2, rect.w / 320);
     for (const pose of poses) {
       const kps = Array.isArray(pose.keypoints) ? pose.keypoints : [];
+      const [dx, dy] = shift(pose.track_id);
+      const map = (x, y) => project(x + dx, y + dy);
       const limbs = kps.length >= 33 ? BLAZEPOSE : COCO;
       const c = colour(pose.track_id ?? 0);
       const ok = (k) => Array.isArray(k) && k[0] !== null && k[1] !== null && (k[2] === undefined || k[2] === null || k[2] > 0.3);

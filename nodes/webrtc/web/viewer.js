@@ -274,7 +274,8 @@ async function connect() {
   }
 }
 
-for (const [id, key] of [["show-boxes", "boxes"], ["show-pose", "pose"], ["show-speed", "speed"]]) {
+for (const [id, key] of [["show-boxes", "boxes"], ["show-pose", "pose"], ["show-speed", "speed"],
+                         ["show-predict", "predict"]]) {
   $(id).addEventListener("change", (e) => { overlay.show[key] = e.target.checked; });
 }
 video.addEventListener("click", () => video.play());
