@@ -8,6 +8,7 @@ results folder, e.g. PNG plots) so one command regenerates the whole report.
 from __future__ import annotations
 
 import argparse
+import ast
 import datetime as dt
 import os
 import subprocess
@@ -30,11 +31,12 @@ def scripts(directory: Path) -> list[Path]:
 
 
 def describe(script: Path) -> str:
-    text = script.read_text(encoding="utf-8")
-    for quote in ('"""', "'''"):
-        if text.lstrip().startswith(quote):
-            return text.lstrip()[3:].split("\n", 1)[0].strip()
-    return ""
+    """First line of the script's docstring."""
+    try:
+        doc = ast.get_docstring(ast.parse(script.read_text(encoding="utf-8")))
+    except SyntaxError:
+        return ""
+    return doc.strip().splitlines()[0] if doc else ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("BENCH_STREAM", "main")
 
 import numpy as np
-from servers import Postgres, Redis, free_port
-from webrtc_common import FLOWGRAPH, PY, ROOT, Proc, cpu_seconds, rss_mib, tree, wait_http
+from _servers import Postgres, Redis, free_port
+from _webrtc_common import FLOWGRAPH, PY, ROOT, Proc, cpu_seconds, rss_mib, tree, wait_http
 from webrtc_viewers import Clients
 
 STREAM = "main"

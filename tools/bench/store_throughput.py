@@ -31,9 +31,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from _benchnodes import make_message, registry  # noqa: E402
 from _report import record  # noqa: E402
-from benchnodes import make_message, registry  # noqa: E402
-from servers import Postgres, Redis  # noqa: E402
+from _servers import Postgres, Redis  # noqa: E402
 
 from flowgraph.testing import compile_text, running  # noqa: E402
 

@@ -2,7 +2,8 @@
 
 A `flowgraph run` subprocess serves a synthetic 640x360 stream (testsrc → passthrough webrtc_out). Each cycle a
 fresh aiortc viewer posts an offer to /api/stream/connect, waits for its first RTP packet, leaves with a WHEP
-DELETE and closes. The server's RSS is sampled every 50 cycles; the slope after the first 100 cycles shows a leak.
+DELETE and closes. The server's RSS is sampled every tenth of the run; the slope after the first fifth shows
+a leak.
 
     python tools/bench/webrtc_churn.py [--cycles 500]
 """
@@ -21,7 +22,7 @@ import numpy as np
 import psutil
 from _net import free_port
 from _report import record
-from webrtc_common import FLOWGRAPH, Proc, wait_http
+from _webrtc_common import FLOWGRAPH, Proc, wait_http
 
 GRAPH = """
 nodes:
@@ -84,14 +85,15 @@ async def main(cycles: int) -> int:
             ps = psutil.Process(server.pid)
             rows = []
             connect: list[float] = []
+            every = max(10, cycles // 10)
             print(f"{'cycles':>6} {'server RSS MB':>14} {'first packet p50 ms':>20}", flush=True)
             async with aiohttp.ClientSession() as http:
                 for n in range(1, cycles + 1):
                     connect.append(await one_viewer(http, base))
-                    if n % 50 == 0 or n == 1:
+                    if n % every == 0 or n == 1:
                         await asyncio.sleep(0.5)
                         rss = ps.memory_info().rss / 1e6
-                        p50 = float(np.median(connect[-50:])) * 1000
+                        p50 = float(np.median(connect[-every:])) * 1000
                         rows.append({"cycles": n, "rss_mb": rss, "first_packet_p50_ms": p50})
                         print(f"{n:>6} {rss:>14.1f} {p50:>20.1f}", flush=True)
         finally:

@@ -25,15 +25,15 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import record
-from flowgraph.nodes.webrtc import probe
-from flowgraph.nodes.webrtc.browser import Chromium
-from webrtc_common import (
+from _webrtc_common import (
     flowgraph_server,
     janus_server,
     minimal_server,
     start_publisher,
     wait_stream,
 )
+from flowgraph.nodes.webrtc import probe
+from flowgraph.nodes.webrtc.browser import Chromium
 
 WEB = Path(__file__).resolve().parents[2] / "nodes" / "webrtc" / "web"
 

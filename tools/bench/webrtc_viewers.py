@@ -26,7 +26,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import record
-from webrtc_common import (
+from _webrtc_common import (
     PY,
     Proc,
     cpu_seconds,

@@ -4,7 +4,7 @@
 flowgraph side: a graph ``bench_tracks → fuse → ws_out`` in its own process; ``payload.timestamp`` is stamped by
 fuse when it emits. Node side: ``tools/bench/ws_node/broadcast.js`` sends the same messages (same JSON shape and
 size, one per frame per track) at the same rate, stamping the timestamp as it serialises. Both are measured by
-the same lean client processes (``wsclient.py``), which stamp each message when its bytes arrive.
+the same lean client processes (``_wsclient.py``), which stamp each message when its bytes arrive.
 
     python tools/bench/ws_latency.py [--clients 1,100,1000] [--duration 10] [--rate 30] [--people 1] [--procs 2]
 
@@ -52,7 +52,7 @@ nodes:
 async def serve_flowgraph(port: int, rate: float, people: int) -> None:
     """Run the flowgraph side until SIGTERM (this is the server process)."""
     sys.path.insert(0, str(HERE))
-    from benchnodes import registry
+    from _benchnodes import registry
 
     from flowgraph.testing import compile_text, running
 
@@ -104,7 +104,7 @@ def run_clients(port: int, clients: int, procs: int, duration: float, warmup: fl
     running = []
     for i, share in enumerate(shares):
         out = workdir / f"samples-{i}.bin"
-        cmd = [sys.executable, str(HERE / "wsclient.py"), "--port", str(port), "--clients", str(share),
+        cmd = [sys.executable, str(HERE / "_wsclient.py"), "--port", str(port), "--clients", str(share),
                "--duration", str(duration), "--out", str(out), "--wait-for-go"]
         running.append((subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True), out))
     for proc, _ in running:  # everybody connected: the handshake storm is over before measuring starts

@@ -48,7 +48,7 @@ nodes:
 
 
 async def serve_flowgraph(port: int, rate: float, pad: int) -> None:
-    from benchnodes import registry
+    from _benchnodes import registry
 
     from flowgraph.testing import compile_text, running
 
@@ -66,7 +66,7 @@ def start_server(kind: str, port: int, args: argparse.Namespace, workdir: Path) 
         cmd = [sys.executable, str(Path(__file__)), "--serve", "--port", str(port), "--rate", str(args.rate),
                "--pad", str(args.pad)]
     else:
-        from benchnodes import make_message
+        from _benchnodes import make_message
 
         template = workdir / "template.json"
         template.write_text(json.dumps([make_message(0, mix=False, pad_bytes=args.pad).to_wire()]))
@@ -116,7 +116,7 @@ def measure(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     server = start_server(kind, port, args, workdir)
     process = psutil.Process(server.pid)
     out = workdir / f"{kind}.bin"
-    healthy = subprocess.Popen([sys.executable, str(HERE / "wsclient.py"), "--port", str(port), "--clients",
+    healthy = subprocess.Popen([sys.executable, str(HERE / "_wsclient.py"), "--port", str(port), "--clients",
                                 str(args.healthy), "--duration", str(args.seconds), "--out", str(out),
                                 "--wait-for-go"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert healthy.stdout is not None and healthy.stdin is not None

@@ -3,7 +3,7 @@ aiortc passthrough server, Janus), and process CPU/memory sampling.
 
 The publisher renders frames with the synth frame stamp (frame id + capture time in ms, drawn just before the
 encoder), encodes them with libx264 zero-latency and pushes RTMP (flowgraph, minimal server) or RTP (Janus).
-Run it alone with ``python tools/bench/webrtc_common.py publish URL``.
+Run it alone with ``python tools/bench/_webrtc_common.py publish URL``.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ async def flowgraph_server(kind: str = "passthrough", *, workers: int = 0, join:
 async def minimal_server(mode: str = "passthrough", *, tmp: Path) -> AsyncIterator[tuple[str, str, Proc]]:
     """The bench's minimal aiortc server (``webrtc_minimal_server.py``)."""
     rtmp, http = free_port(), free_port()
-    proc = Proc([PY, str(Path(__file__).with_name("webrtc_minimal_server.py")), "--http", str(http),
+    proc = Proc([PY, str(Path(__file__).with_name("_webrtc_minimal_server.py")), "--http", str(http),
                  "--rtmp", str(rtmp), "--mode", mode], log=str(tmp / f"minimal-{mode}.log"))
     try:
         base = f"http://127.0.0.1:{http}"

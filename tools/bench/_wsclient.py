@@ -4,7 +4,7 @@ clients). The same clients measure flowgraph's ws_out and the Node.js ``ws`` bas
 
 Run as a script, it is one client process of a benchmark::
 
-    python tools/bench/wsclient.py --port 9000 --path /stream/cam1/analytics --clients 500 --duration 10 \
+    python tools/bench/_wsclient.py --port 9000 --path /stream/cam1/analytics --clients 500 --duration 10 \
         --warmup 2 --out samples.bin
 
 and writes the latencies (seconds, float64) to ``--out`` and a JSON summary line to stdout.
