@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -12,6 +13,23 @@ from flowgraph.messages import Data, Message, VideoFrame
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
+
+
+async def paced(node: Node, rate: float, count: int) -> AsyncIterator[int]:
+    """Yield 0, 1, 2 ... at ``rate`` per second (0 = as fast as possible, yielding the loop now and then) until
+    ``count`` (0 = no limit) or until the node is asked to stop. Deadlines are absolute, so pacing never drifts."""
+    period = 1.0 / rate if rate > 0 else 0.0
+    start = time.monotonic()
+    n = 0
+    while not node.stopping and (count == 0 or n < count):
+        yield n
+        n += 1
+        if period:
+            delay = start + n * period - time.monotonic()
+            if delay > 0 and await node.wait_stopping(delay):
+                return
+        elif n % 64 == 0:
+            await asyncio.sleep(0)
 
 
 class Tick(Node):
@@ -28,19 +46,9 @@ class Tick(Node):
 
     async def run(self) -> None:
         p = self.params
-        period = 1.0 / p.hz if p.hz > 0 else 0.0
         payload = bytes(p.payload_bytes) if p.payload_bytes else None
-        start = time.monotonic()
-        n = 0
-        while not self.stopping and (p.count == 0 or n < p.count):
+        async for n in paced(self, p.hz, p.count):
             await self.out.send(Data(value=n if payload is None else payload, stream_id=p.stream_id, frame_id=n))
-            n += 1
-            if period:
-                delay = start + n * period - time.monotonic()
-                if delay > 0 and await self.wait_stopping(delay):
-                    break
-            elif n % 64 == 0:
-                await asyncio.sleep(0)
 
 
 class Frames(Node):
@@ -67,23 +75,13 @@ class Frames(Node):
 
     async def run(self) -> None:
         p = self.params
-        period = 1.0 / p.fps if p.fps > 0 else 0.0
-        start = time.monotonic()
-        n = 0
-        while not self.stopping and (p.count == 0 or n < p.count):
+        async for n in paced(self, p.fps, p.count):
             if self._buffers:
                 image = self._buffers[n % len(self._buffers)]
             else:
                 image = self._np.empty((p.height, p.width, 3), dtype=self._np.uint8)
                 image[0, 0] = n % 256
             await self.frames.send(VideoFrame(image=image, stream_id=p.stream_id, frame_id=n, pts=n))
-            n += 1
-            if period:
-                delay = start + n * period - time.monotonic()
-                if delay > 0 and await self.wait_stopping(delay):
-                    break
-            elif n % 64 == 0:
-                await asyncio.sleep(0)
 
 
 class Passthrough(Node):
