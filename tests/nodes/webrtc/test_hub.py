@@ -133,17 +133,23 @@ async def test_memory_flat_over_connect_disconnect_cycles() -> None:
                     assert resp.status == 200
             await viewer.close()
 
-        for _ in range(15):
+        def rss_mib() -> float:
+            return proc.memory_info().rss / 2**20
+
+        for _ in range(20):  # warm-up: aiortc, codecs and allocator pools reach their working size
             await cycle()
-        gc.collect()
-        before = proc.memory_info().rss
-        for _ in range(45):
-            await cycle()
-        gc.collect()
-        await asyncio.sleep(0.2)
-        grown = (proc.memory_info().rss - before) / 2**20
-        assert not hub.sessions and hub.viewers_closed == 60
-        assert grown < 25, f"RSS grew {grown:.1f} MiB over 45 connect/disconnect cycles"
+        samples = []
+        for _ in range(3):
+            for _ in range(20):
+                await cycle()
+            gc.collect()
+            await asyncio.sleep(0.2)
+            samples.append(rss_mib())
+        assert not hub.sessions and hub.viewers_closed == 80
+        # the test process also holds every other test's memory, so judge the trend after warm-up, not the total:
+        # a leak of 0.5 MiB per viewer adds 10 MiB between the second and third reading (500 cycles: webrtc_churn)
+        grown = samples[2] - samples[1]
+        assert grown < 10, f"RSS grew {grown:.1f} MiB over 20 connect/disconnect cycles after warm-up ({samples})"
 
 
 class StuckChannel:
