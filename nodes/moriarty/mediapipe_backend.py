@@ -40,8 +40,12 @@ def _import_mediapipe() -> Any:
     """
     import contextlib
     import io
+    import os
     import sys
 
+    # its C++ logging (glog/absl) chatters at INFO/WARNING per graph; keep errors, unless the user set a level
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     captured = io.StringIO()
     try:
         with contextlib.redirect_stderr(captured):
