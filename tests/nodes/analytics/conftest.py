@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flowgraph.nodes.core.utility import paced
 
 from flowgraph.messages import Analytics, Detection, Pose, Poses, Track, Tracks, VideoFrame
 from flowgraph.node import Node
@@ -87,24 +88,14 @@ class SynthAnalytics(Node):
 
     async def run(self) -> None:
         p = self.params
-        period = 1.0 / p.fps if p.fps > 0 else 0.0
-        start = time.monotonic()
         held: list[Poses] = []
-        n = 0
-        while not self.stopping and (p.count == 0 or n < p.count):
+        async for n in paced(self, p.fps, p.count):
             tracks = self._tracks(n)
             await self.tracks.send(tracks)
             if p.poses and not (p.skip_pose_every and n % p.skip_pose_every == p.skip_pose_every - 1):
                 held.append(self._poses(tracks))
             while held and held[0].frame_id <= n - p.pose_lag:
                 await self.poses.send(held.pop(0))
-            n += 1
-            if period:
-                delay = start + n * period - time.monotonic()
-                if delay > 0 and await self.wait_stopping(delay):
-                    break
-            elif n % 32 == 0:
-                await asyncio.sleep(0)
         if not p.drop_tail_poses:
             for poses in held:
                 await self.poses.send(poses)
@@ -125,11 +116,8 @@ class AnalyticsTicker(Node):
 
     async def run(self) -> None:
         p = self.params
-        period = 1.0 / p.hz if p.hz > 0 else 0.0
         pad = "x" * p.pad_bytes
-        start = time.monotonic()
-        n = 0
-        while not self.stopping and (p.count == 0 or n < p.count):
+        async for n in paced(self, p.hz, p.count):
             now = time.time()
             payload: dict[str, Any] = {"stream_id": p.stream_id, "frame_id": n, "pts": n, "pts_seconds": n / 30,
                                        "t_capture": now, "timestamp": now, "track_id": n % 5,
@@ -139,13 +127,6 @@ class AnalyticsTicker(Node):
                 payload["pad"] = pad
             await self.out.send(Analytics(type=p.type, payload=payload, stream_id=p.stream_id, frame_id=n, pts=n,
                                           t_capture=now))
-            n += 1
-            if period:
-                delay = start + n * period - time.monotonic()
-                if delay > 0 and await self.wait_stopping(delay):
-                    break
-            elif n % 64 == 0:
-                await asyncio.sleep(0)
 
 
 @pytest.fixture
