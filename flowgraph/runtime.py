@@ -200,19 +200,20 @@ class Runtime:
         for name, runner in self.runners.items():
             stats = runner.stats
             node_plan = runner.plan
-            if node_plan.source:  # a source's work is what it emitted
-                stats.processed = sum(out.sent for out in runner.node._outputs.values())
+            # a source's work is what it emitted
+            processed = (sum(out.sent for out in runner.node._outputs.values()) if node_plan.source
+                         else stats.processed)
             nodes[name] = {
                 "type": node_plan.node_type,
                 "stage": node_plan.stage,
                 "device": node_plan.device,
                 "mode": node_plan.mode,
                 "state": stats.state,
-                "processed": stats.processed,
+                "processed": processed,
                 "errors": stats.errors,
                 "restarts": stats.restarts,
                 "last_error": stats.last_error,
-                "rate_hz": self._rates.rate(f"n:{name}", stats.processed, now),
+                "rate_hz": self._rates.rate(f"n:{name}", processed, now),
                 "process_ms": stats.process_time.summary_ms(),
                 "capture_age_ms": stats.capture_age.summary_ms(),
                 "counters": runner.node.counters(),
