@@ -212,16 +212,20 @@ class AnalyticsApi:
         return {"stream_id": stream_id, "origin": book.origin(stream_id), "version": book.version,
                 "rules": [r.to_dict() for r in book.overrides.get(stream_id, book.default)]}
 
+    def _editable_fuse(self, request: web.Request, stream_id: str) -> Fuse | web.Response:
+        """The fuse node whose rules this request may change, or the 404/401 answer to send instead."""
+        node = self._fuse_for(stream_id)
+        if node is None:
+            return _unknown(stream_id, self._ids())
+        return _authorise(request, node.params.api_token) or node
+
     async def put_rules(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
         stream_id = request.match_info["stream_id"]
-        node = self._fuse_for(stream_id)
-        if node is None:
-            return _unknown(stream_id, self._ids())
-        denied = _authorise(request, node.params.api_token)
-        if denied is not None:
-            return denied
+        node = self._editable_fuse(request, stream_id)
+        if isinstance(node, web.Response):
+            return node
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
@@ -240,12 +244,9 @@ class AnalyticsApi:
         from aiohttp import web
 
         stream_id = request.match_info["stream_id"]
-        node = self._fuse_for(stream_id)
-        if node is None:
-            return _unknown(stream_id, self._ids())
-        denied = _authorise(request, node.params.api_token)
-        if denied is not None:
-            return denied
+        node = self._editable_fuse(request, stream_id)
+        if isinstance(node, web.Response):
+            return node
         node.book.clear_stream(stream_id)
         return web.json_response(self._rules_body(node, stream_id))
 
