@@ -24,13 +24,12 @@ class Registry:
 
     @classmethod
     def default(cls) -> Registry:
-        """Built-ins, then entry points (a package may not shadow a built-in name)."""
-        from flowgraph.nodes.catalog import BUILTIN
-
-        registry = cls(BUILTIN)
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name not in registry._targets:
-                registry._targets[ep.name] = ep.value
+        """Every node type installed under the ``flowgraph.nodes`` entry-point group, the built-in library
+        included (it registers exactly as a third-party package does). Two packages claiming one name: the
+        built-in library wins, otherwise the first one found."""
+        registry = cls()
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: not ep.value.startswith("flowgraph.")):
+            registry._targets.setdefault(ep.name, ep.value)
         return registry
 
     def names(self) -> list[str]:
