@@ -39,6 +39,7 @@ def publish(url: str, *, width: int = 1280, height: int = 720, fps: int = 30, go
     every server gets the same encoder; the stamp's capture time is taken just before the frame enters the pipe.
     """
     import numpy as np
+
     from flowgraph.nodes.synth.stamp import draw_stamp
 
     fmt = ["-f", "rtp", url + ("&" if "?" in url else "?") + "pkt_size=1200"] if url.startswith("rtp://") \

@@ -25,12 +25,12 @@ from typing import Any
 
 import numpy as np
 from _report import record
-from flowgraph.nodes.moriarty.backend import PoseBackend
-from flowgraph.nodes.moriarty.node import Moriarty
-from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33
 
 from flowgraph.messages import Track, Tracks, VideoFrame
 from flowgraph.node import NodeContext
+from flowgraph.nodes.moriarty.backend import PoseBackend
+from flowgraph.nodes.moriarty.node import Moriarty
+from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33
 
 
 class TruthBackend(PoseBackend):

@@ -14,6 +14,7 @@ import statistics
 import time
 
 import numpy as np
+
 from flowgraph.nodes.synth import Scene, SceneConfig
 
 

@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 from _report import record
-from flowgraph.nodes.synth import Scene, SceneConfig
-from flowgraph.nodes.vibrio.detector import Detector, DetectorInfo
-from flowgraph.nodes.vibrio.node import Vibrio
 
 from flowgraph.messages import VideoFrame
 from flowgraph.node import NodeContext
+from flowgraph.nodes.synth import Scene, SceneConfig
+from flowgraph.nodes.vibrio.detector import Detector, DetectorInfo
+from flowgraph.nodes.vibrio.node import Vibrio
 from flowgraph.params import validate
 
 SIZES = ((640, 360), (1280, 720))

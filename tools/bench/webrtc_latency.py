@@ -32,6 +32,7 @@ from _webrtc_common import (
     start_publisher,
     wait_stream,
 )
+
 from flowgraph.nodes.webrtc import probe
 from flowgraph.nodes.webrtc.browser import Chromium
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowgraph.nodes.core.utility import paced
 
 from flowgraph.messages import Analytics, Detection, Pose, Poses, Track, Tracks, VideoFrame
 from flowgraph.node import Node
+from flowgraph.nodes.core.utility import paced
 from flowgraph.params import param
 from flowgraph.ports import Output
 from flowgraph.registry import Registry

@@ -8,9 +8,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from flowgraph.nodes.analytics.schemas import problems
-
 from flowgraph.messages import Analytics
+from flowgraph.nodes.analytics.schemas import problems
 from flowgraph.testing import collected, run_to_end, running
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from flowgraph.nodes.analytics.join import Joiner
-
 from flowgraph.messages import Poses, Tracks
+from flowgraph.nodes.analytics.join import Joiner
 
 TB = Fraction(1, 90000)
 

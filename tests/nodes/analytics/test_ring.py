@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-from flowgraph.nodes.analytics.ring import AnalyticsRing, rings
-
 from flowgraph.messages import Analytics
+from flowgraph.nodes.analytics.ring import AnalyticsRing, rings
 
 
 def msg(frame: int, kind: str = "speed", ts: float | None = None) -> Analytics:

@@ -6,11 +6,10 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
+from flowgraph.messages import Pose, Poses, Track, Tracks
 from flowgraph.nodes.analytics.join import Joined
 from flowgraph.nodes.analytics.rule_engine import RuleBook, RuleEngine, confidence
 from flowgraph.nodes.analytics.rules import parse_rules
-
-from flowgraph.messages import Pose, Poses, Track, Tracks
 
 FPS = 10
 TB = Fraction(1, 1000)

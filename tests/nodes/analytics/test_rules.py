@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowgraph.nodes.analytics.rules import Rule, load_rules_file, parse_rules
 
 from flowgraph.errors import GraphError, GraphErrors, ParamsError
+from flowgraph.nodes.analytics.rules import Rule, load_rules_file, parse_rules
 
 
 def test_parses_each_condition() -> None:

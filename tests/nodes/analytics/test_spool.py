@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from flowgraph.messages import Analytics
 from flowgraph.nodes.analytics.records import Record, decode_lines, encode_lines, record_of, wire
 from flowgraph.nodes.analytics.spool import Spool
-
-from flowgraph.messages import Analytics
 
 
 def records(start: int, n: int) -> list[Record]:

@@ -12,8 +12,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from flowgraph.nodes.analytics.schemas import problems
 
+from flowgraph.nodes.analytics.schemas import problems
 from flowgraph.testing import running
 
 FUSED = """name: ws

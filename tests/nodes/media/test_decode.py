@@ -7,10 +7,10 @@ import dataclasses
 
 import numpy as np
 import pytest
-from flowgraph.nodes.media.decoder import StreamDecoder
-from flowgraph.nodes.media.testsrc import TestSource, TestSrcConfig
 
 from flowgraph.messages import Packet
+from flowgraph.nodes.media.decoder import StreamDecoder
+from flowgraph.nodes.media.testsrc import TestSource, TestSrcConfig
 from flowgraph.testing import collected, run_to_end
 
 from .helpers import ingest_graph

@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from flowgraph.nodes.media.decoder import StreamDecoder
-from flowgraph.nodes.media.encode import Encode
 
 from flowgraph.messages import Analytics, Control, Packet, VideoFrame
 from flowgraph.node import NodeContext
+from flowgraph.nodes.media.decoder import StreamDecoder
+from flowgraph.nodes.media.encode import Encode
 from flowgraph.params import validate
 from flowgraph.testing import collected, run_to_end
 

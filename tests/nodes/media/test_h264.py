@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from flowgraph.nodes.media.encoder import EncoderConfig, H264Encoder
 from flowgraph.nodes.media.h264 import (
     NAL_IDR,

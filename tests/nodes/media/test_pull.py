@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 import pytest
-from flowgraph.nodes.media.h264 import NAL_IDR, NAL_PPS, NAL_SPS, nal_type, parse_sps, split_nals
 
 from flowgraph.messages import Packet
+from flowgraph.nodes.media.h264 import NAL_IDR, NAL_PPS, NAL_SPS, nal_type, parse_sps, split_nals
 from flowgraph.testing import collected, run_to_end, running
 
 from .helpers import FFMPEG, SIZE, Processes, ingest_graph, probe_frames, wait_for

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from flowgraph.nodes.media.testsrc import TestSource, TestSrcConfig
 
+from flowgraph.nodes.media.testsrc import TestSource, TestSrcConfig
 from flowgraph.testing import run_to_end
 
 from .helpers import Processes, probe_frames
@@ -50,9 +50,8 @@ def _packets(count: int) -> list[object]:
 
 
 async def test_recording_starts_at_a_keyframe_and_closes_cleanly(tmp_path: Path) -> None:
-    from flowgraph.nodes.media.record import Record
-
     from flowgraph.node import NodeContext
+    from flowgraph.nodes.media.record import Record
     from flowgraph.params import validate
 
     node = Record(NodeContext(name="rec"), validate(Record.Params, {"path": str(tmp_path / "{stream_id}.mp4")}))

@@ -8,8 +8,8 @@ import time
 from fractions import Fraction
 
 import pytest
-from flowgraph.nodes.media.h264 import NAL_IDR, NAL_SPS, nal_type, split_nals
 
+from flowgraph.nodes.media.h264 import NAL_IDR, NAL_SPS, nal_type, split_nals
 from flowgraph.testing import collected, running
 
 from .helpers import Processes, ingest_graph, wait_for

@@ -6,6 +6,7 @@ import random
 import struct
 
 import pytest
+
 from flowgraph.nodes.media.rtmp_proto import (
     COMMAND_AMF0,
     SET_CHUNK_SIZE,

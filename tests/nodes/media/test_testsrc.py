@@ -7,10 +7,10 @@ import itertools
 from typing import Any
 
 import pytest
-from flowgraph.nodes.media.h264 import NAL_IDR, NAL_PPS, NAL_SPS, nal_type, split_nals
 
 from flowgraph.messages import Control, Packet
 from flowgraph.node import Node
+from flowgraph.nodes.media.h264 import NAL_IDR, NAL_PPS, NAL_SPS, nal_type, split_nals
 from flowgraph.ports import Input, Output
 from flowgraph.registry import Registry
 from flowgraph.testing import collected, compile_text, run_to_end, running

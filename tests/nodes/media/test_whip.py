@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, VideoStreamTrack
-from flowgraph.nodes.media.h264 import NAL_SPS, nal_type, split_nals
 
+from flowgraph.nodes.media.h264 import NAL_SPS, nal_type, split_nals
 from flowgraph.testing import collected, running
 
 from .helpers import ingest_graph, wait_for

@@ -22,6 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33, COCO17
 
 

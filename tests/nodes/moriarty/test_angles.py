@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from flowgraph.nodes.moriarty.angles import angle_at, angular_velocities, joint_angles, slope, trunk_lean
 from flowgraph.nodes.moriarty.biomech import MotionConfig, PersonMotion
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33, COCO17, gate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from flowgraph.nodes.moriarty.biomech import MotionConfig, PersonMotion
 from flowgraph.nodes.moriarty.com import centre_of_mass, stature_px
 from flowgraph.nodes.moriarty.grf import G, ground_reaction_force, vertical_acceleration

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
 from flowgraph.nodes.moriarty.crops import affine_grid_theta, crop_regions, crop_to_frame, warp_crops
 
 

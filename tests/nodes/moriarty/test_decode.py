@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from flowgraph.nodes.moriarty.decode import decode, decode_heatmaps, decode_simcc, detect_layout
 
 

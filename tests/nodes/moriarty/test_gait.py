@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from flowgraph.nodes.moriarty.biomech import MotionConfig, PersonMotion
 from flowgraph.nodes.moriarty.gait import GaitConfig, analyse_gait, stride_period
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33, gate

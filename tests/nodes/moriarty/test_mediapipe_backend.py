@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from skimage import data
+
 from flowgraph.nodes.moriarty.angles import joint_angles
 from flowgraph.nodes.moriarty.mediapipe_backend import MediaPipeBackend, bundled_model
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33, gate
-from skimage import data
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from flowgraph.nodes.moriarty.node import Moriarty
 from skimage import data
 
 from flowgraph.messages import Poses, Track, Tracks, VideoFrame
 from flowgraph.node import NodeContext
+from flowgraph.nodes.moriarty.node import Moriarty
 from flowgraph.testing import collected, compile_text, running
 from tests.nodes.moriarty.conftest import draw_dots
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from flowgraph.nodes.moriarty.smoothing import OneEuro, derivative, resample_uniform, smooth_series
 
 

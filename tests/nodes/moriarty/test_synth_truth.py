@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from flowgraph.nodes.moriarty.biomech import MotionConfig, PersonMotion
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33, gate
 

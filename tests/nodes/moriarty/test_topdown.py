@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flowgraph.nodes.moriarty.topdown import TopDownBackend
 
+from flowgraph.nodes.moriarty.topdown import TopDownBackend
 from tests.nodes.moriarty.conftest import build_colour_model, draw_dots, export_model
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from flowgraph.nodes.synth import Camera, CameraConfig, Scene, SceneConfig
 
 

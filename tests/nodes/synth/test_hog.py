@@ -8,6 +8,7 @@ noise cannot fail it, but a regression that makes figures unrecognisable (recall
 
 import cv2
 import numpy as np
+
 from flowgraph.nodes.synth import Scene, SceneConfig
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from flowgraph.nodes.synth import Scene, SceneConfig
 from flowgraph.nodes.synth.photo import SOURCES, sprite
 

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+
 from flowgraph.nodes.synth import Scene, SceneConfig, SpeedProfile, Walker
 from flowgraph.nodes.synth.skeleton import BLAZEPOSE33, COCO17, JOINT_ANGLE_NAMES, joint_angles
 

@@ -1,6 +1,7 @@
 """Keypoint naming and the contract's 2D joint-angle definitions on hand-made poses."""
 
 import pytest
+
 from flowgraph.nodes.synth.skeleton import BLAZEPOSE33, COCO17, COCO_FROM_BLAZEPOSE, angle_at, joint_angles
 
 

@@ -5,6 +5,7 @@ import io
 import cv2
 import numpy as np
 import pytest
+
 from flowgraph.nodes.synth import Scene, SceneConfig
 from flowgraph.nodes.synth.stamp import cell_size, crc16_ccitt, draw_stamp, read_stamp
 

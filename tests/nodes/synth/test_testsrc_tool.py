@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+
 from flowgraph.nodes.synth.stamp import read_stamp
 
 ROOT = Path(__file__).resolve().parents[3]

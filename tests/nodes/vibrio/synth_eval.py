@@ -8,11 +8,11 @@ from typing import Any
 
 import motmetrics as mm
 import numpy as np
-from flowgraph.nodes.synth import Scene, SceneConfig
-from flowgraph.nodes.vibrio.node import Vibrio
 
 from flowgraph.messages import VideoFrame
 from flowgraph.node import NodeContext
+from flowgraph.nodes.synth import Scene, SceneConfig
+from flowgraph.nodes.vibrio.node import Vibrio
 from flowgraph.params import validate
 
 from .boxworld import iou_distance, summary

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from flowgraph.nodes.synth import SceneConfig
 
 from .synth_eval import SceneScore, evaluate

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from flowgraph.nodes.vibrio.calibration import CalibrationError, fit_ground_plane, prior_metres_per_pixel
 
 # A camera 8 m up, pitched down, looking along +Y at a pitch: world (X, Y) metres → pixels.

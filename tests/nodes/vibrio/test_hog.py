@@ -5,6 +5,7 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
+
 from flowgraph.nodes.vibrio.detector import DetectorConfig, make_detector
 
 from .conftest import VTEST

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from flowgraph.nodes.vibrio.detector import DetectorConfig
 from flowgraph.nodes.vibrio.motion import MotionDetector
 

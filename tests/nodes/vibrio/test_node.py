@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from flowgraph.nodes.synth import Scene, SceneConfig
 
 from flowgraph.errors import GraphError
 from flowgraph.messages import Tracks, VideoFrame
+from flowgraph.nodes.synth import Scene, SceneConfig
 from flowgraph.streams import streams
 from flowgraph.testing import collected, compile_text, running
 

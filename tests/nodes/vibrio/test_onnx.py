@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from flowgraph.nodes.vibrio.detector import DetectorConfig, make_detector
 
 from .conftest import picture_with_box

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from flowgraph.nodes.vibrio.calibration import fit_ground_plane
 from flowgraph.nodes.vibrio.speed import CONTEXTS, SpeedConfig, SpeedEstimator, heading_deg
 

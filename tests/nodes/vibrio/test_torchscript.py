@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from flowgraph.nodes.vibrio.detector import DetectorConfig, make_detector
 
 from .conftest import picture_with_box

@@ -5,6 +5,7 @@ from __future__ import annotations
 import motmetrics as mm
 import numpy as np
 import pytest
+
 from flowgraph.nodes.vibrio.tracker import ByteTracker, TrackerConfig, assign, iou_matrix
 
 from .boxworld import BoxWorld, iou_distance, summary

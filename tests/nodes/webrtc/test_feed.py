@@ -8,6 +8,7 @@ from fractions import Fraction
 
 from aiortc import rtp
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+
 from flowgraph.nodes.webrtc.fanout import StreamFanout
 from flowgraph.nodes.webrtc.feed import ViewerFeed
 from flowgraph.nodes.webrtc.h264 import NAL_PPS, NAL_SPS, is_keyframe, nal_types, parameter_sets, with_parameter_sets

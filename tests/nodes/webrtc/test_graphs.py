@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 from flowgraph.nodes.webrtc.browser import Chromium
-
 from flowgraph.testing import compile_text, running
 
 LIVE = Path(__file__).parents[3] / "graphs" / "live.yaml"

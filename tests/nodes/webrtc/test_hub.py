@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+
 from flowgraph.nodes.webrtc.browser import Chromium
 from flowgraph.nodes.webrtc.session import SessionConfig, ViewerSession
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from flowgraph.nodes.webrtc.browser import Chromium
 from PIL import Image
+
+from flowgraph.nodes.webrtc.browser import Chromium
 
 from .conftest import graph
 
