@@ -12,6 +12,13 @@ A planted foot does not move, so in a fixed camera each foot's ankle speed drops
 4. the stride period is the slope of a line through event times against stride number (a missed valley just
    skips a number), and cadence is two steps per stride: ``120 / period`` steps per minute.
 
+Pose models swap left and right legs in side views (MediaPipe did so in a third of the frames of a rendered
+walker), which scrambles per-foot events. The distance between the two ankles peaks once per step whichever
+leg is which, so its autocorrelation gives a step period that no swap can change. When the per-foot stride
+period agrees with neither that step period nor twice it, the labels are not trusted: cadence comes from the step period,
+stride length from the distance travelled per stride, and per-foot figures (left/right contact, asymmetry) are
+left out.
+
 Stride length is the distance the body travelled between two contacts of the same foot: in metres from vibrio's
 ``foot_world`` (ground-plane homography) when given, and always in the image as statures. Assumes overground
 movement seen by a camera that does not pan; on a treadmill the planted foot moves and valleys mean nothing.
@@ -123,6 +130,38 @@ def stride_period(times: list[float], cfg: GaitConfig) -> tuple[float | None, in
     return float(slope), int(index[-1])
 
 
+def step_period(ankles: np.ndarray, rate: float, cfg: GaitConfig) -> float | None:
+    """Seconds per step from the ankle separation's autocorrelation (``ankles`` ``(T, 4)``: left x, y, right
+    x, y on a uniform grid), or None when the separation shows no clear rhythm."""
+    separation = np.hypot(ankles[:, 0] - ankles[:, 2], ankles[:, 1] - ankles[:, 3])
+    s = separation - separation.mean()
+    energy = float(np.dot(s, s))
+    if energy <= 1e-9:
+        return None
+    ac = np.correlate(s, s, "full")[len(s) - 1:] / energy
+    shortest, longest = int(cfg.min_stride_s / 2 * rate), int(cfg.max_stride_s / 2 * rate)
+    longest = min(longest, len(ac) // 4)  # a rhythm needs four steps in the window to count
+    peaks, _ = signal.find_peaks(ac[: longest + 2])
+    peaks = [int(k) for k in peaks if shortest <= k <= longest and ac[k] >= 0.3]
+    if not peaks:
+        return None
+    k = peaks[0]
+    y0, y1, y2 = ac[k - 1], ac[k], ac[k + 1]
+    bend = y0 - 2 * y1 + y2
+    offset = 0.5 * (y0 - y2) / bend if bend < 0 else 0.0  # the parabola through the peak's three samples
+    return float((k + offset) / rate)
+
+
+def _speed(t: np.ndarray, track: np.ndarray) -> float | None:
+    """Ground speed of a track (units per second) from a straight-line fit of each coordinate against time."""
+    ok = np.isfinite(track).all(axis=1)
+    if ok.sum() < 3 or t[ok][-1] - t[ok][0] <= 0:
+        return None
+    vx = np.polyfit(t[ok], track[ok, 0], 1)[0]
+    vy = np.polyfit(t[ok], track[ok, 1], 1)[0]
+    return float(np.hypot(vx, vy))
+
+
 def _asymmetry(left: float | None, right: float | None) -> float | None:
     if left is None or right is None or left + right <= 0:
         return None
@@ -178,27 +217,50 @@ def analyse_gait(times: np.ndarray, left_ankle: np.ndarray, right_ankle: np.ndar
               foot_events(grid, np.hypot(velocity[:, 2], velocity[:, 3]), rate, cfg)]
     periods = [stride_period(e.times, cfg) for e in events]
     total = sum(n for _, n in periods)
-    if total == 0:
+    per_foot = sum(p * n for p, n in periods if p is not None) / total if total else None
+    step = step_period(ankles, rate, cfg)
+    # the separation may lock onto whole strides when left and right steps look different (one leg nearer the
+    # camera): per-foot events are trusted when they agree with either reading
+    labelled = per_foot is not None and (step is None or min(abs(per_foot - 2 * step), abs(per_foot - step))
+                                         <= 0.1 * per_foot)
+    if labelled:
+        assert per_foot is not None
+        period = per_foot
+    elif step is not None:
+        period = 2 * step
+        total = int((grid[-1] - grid[0]) / period)
+    else:
         return out
-    period = sum(p * n for p, n in periods if p is not None) / total
     out.strides = total
     out.stride_time_s = period
     out.cadence_spm = 120.0 / period
     contact = [float(np.mean(e.contacts)) if e.contacts else None for e in events]
-    out.contact_time_left_s, out.contact_time_right_s = contact
     known = [c for c in contact if c is not None]
     out.contact_time_s = float(np.mean(known)) if known else None
-    out.contact_asymmetry_pct = _asymmetry(*contact)
-    out.step_time_asymmetry_pct = _asymmetry(*_step_times(events[0].times, events[1].times))
-    image_strides = [s for e, d in zip(events, (0, 2), strict=True)
-                     for s in _stride_lengths(e.times, grid, ankles[:, d:d + 2], period)]
-    if image_strides:
-        out.stride_length_statures = float(np.median(image_strides)) / stature
+    if labelled:
+        out.contact_time_left_s, out.contact_time_right_s = contact
+        out.contact_asymmetry_pct = _asymmetry(*contact)
+        out.step_time_asymmetry_pct = _asymmetry(*_step_times(events[0].times, events[1].times))
+    world = None
     if foot_world is not None:
         world = np.asarray(foot_world, dtype=np.float64)
-        ok = np.isfinite(world).all(axis=1)
-        if ok.sum() >= 2:
+        if np.isfinite(world).all(axis=1).sum() < 2:
+            world = None
+    if labelled:
+        image_strides = [s for e, d in zip(events, (0, 2), strict=True)
+                         for s in _stride_lengths(e.times, grid, ankles[:, d:d + 2], period)]
+        if image_strides:
+            out.stride_length_statures = float(np.median(image_strides)) / stature
+        if world is not None:
+            ok = np.isfinite(world).all(axis=1)
             world_strides = [s for e in events for s in _stride_lengths(e.times, times[ok], world[ok], period)]
             if world_strides:
                 out.stride_length_m = float(np.median(world_strides))
+    else:  # labels swap: the body's speed times the stride period (the ankles' midpoint is swap-free)
+        image_speed = _speed(grid, (ankles[:, 0:2] + ankles[:, 2:4]) / 2)
+        if image_speed is not None:
+            out.stride_length_statures = image_speed * period / stature
+        world_speed = None if world is None else _speed(times, world)
+        if world_speed is not None:
+            out.stride_length_m = world_speed * period
     return out
