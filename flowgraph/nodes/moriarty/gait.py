@@ -15,9 +15,9 @@ A planted foot does not move, so in a fixed camera each foot's ankle speed drops
 Pose models swap left and right legs in side views (MediaPipe did so in a third of the frames of a rendered
 walker), which scrambles per-foot events. The distance between the two ankles peaks once per step whichever
 leg is which, so its autocorrelation gives a step period that no swap can change. When the per-foot stride
-period agrees with neither that step period nor twice it, the labels are not trusted: cadence comes from the step period,
-stride length from the distance travelled per stride, and per-foot figures (left/right contact, asymmetry) are
-left out.
+period agrees with neither that step period nor twice it, the labels are not trusted: cadence comes from the
+step period, stride length from the distance travelled per stride, and per-foot figures (left/right contact,
+asymmetry) are left out.
 
 Stride length is the distance the body travelled between two contacts of the same foot: in metres from vibrio's
 ``foot_world`` (ground-plane homography) when given, and always in the image as statures. Assumes overground
