@@ -80,6 +80,7 @@ class Packet(Message):
     """One compressed access unit. H.264 is Annex-B (start codes), ready for RTP packetisation."""
 
     data: bytes = b""
+    #: The access unit holds an IDR slice (set where the packet was made, from its NAL units).
     keyframe: bool = False
     dts: int | None = None
     duration: int | None = None
@@ -91,6 +92,11 @@ class Packet(Message):
     #: The producer's packet counter for this stream (consecutive). A gap means packets were lost on the way
     #: (e.g. a ``drop_oldest`` edge): a decoder then waits for the next keyframe instead of decoding garbage.
     seq: int | None = None
+    #: ``(offset, length)`` of each NAL unit in ``data`` (start codes excluded), found once where the packet was
+    #: made; ``None`` when its producer did not look (consumers then parse ``data``: ``h264.with_facts``).
+    nal_units: tuple[tuple[int, int], ...] | None = None
+    #: ``data`` itself carries SPS and PPS (a keyframe a fresh decoder can start from without ``config``).
+    parameter_sets: bool = False
 
 
 @dataclass(slots=True, kw_only=True, eq=False)

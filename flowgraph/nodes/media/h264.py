@@ -1,13 +1,22 @@
-"""H.264 bitstream helpers: Annex-B NAL units, AVCC conversion, SPS dimensions, parameter-set cache.
+"""H.264 bitstream helpers, the one toolkit of flowgraph: Annex-B NAL units, AVCC conversion, SPS dimensions,
+the parameter-set cache of ingest, and the facts a :class:`~flowgraph.messages.Packet` carries.
 
 Pure Python and dependency-free: every source (RTMP's FLV tags, WHIP's RTP frames, PyAV demuxers) hands its access
 units through :class:`ParamSets` so that every keyframe leaving ingest is self-contained (SPS/PPS in front of the
-IDR) and every packet carries the parameter sets in force (``Packet.config``) for late joiners.
+IDR) and every packet carries the parameter sets in force (``Packet.config``) for late joiners. The NAL-unit spans,
+the keyframe flag and whether SPS/PPS are present are found once, where the packet is made, and travel on the
+packet (:func:`facts`), so no consumer parses the same bytes again.
+
+Input without a start code is not Annex-B: :func:`split_nals` finds no NAL unit in it (it is never taken as one
+bare NAL unit — a length-prefixed AVCC buffer would otherwise pass as NAL type 0 garbage). Sources count such
+access units as corrupt.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from flowgraph.messages import Packet
 
 START_CODE = b"\x00\x00\x00\x01"
 
@@ -18,33 +27,45 @@ NAL_SPS = 7
 NAL_PPS = 8
 NAL_AUD = 9
 
+#: ``(offset, length)`` of each NAL unit in an Annex-B buffer, start codes excluded.
+Spans = tuple[tuple[int, int], ...]
+
 
 def is_annexb(data: bytes) -> bool:
     """Whether ``data`` starts with an Annex-B start code."""
     return data[:3] == b"\x00\x00\x01" or data[:4] == START_CODE
 
 
-def split_nals(data: bytes) -> list[bytes]:
-    """The NAL units of an Annex-B buffer, without start codes (trailing zero bytes stripped)."""
-    nals: list[bytes] = []
+def nal_spans(data: bytes) -> Spans:
+    """Where the NAL units of an Annex-B buffer lie (trailing zero bytes stripped); empty without a start code."""
+    spans: list[tuple[int, int]] = []
     find = data.find
     start = find(b"\x00\x00\x01")
     if start < 0:
-        return [data] if data else []
+        return ()
     start += 3
     while True:
         nxt = find(b"\x00\x00\x01", start)
         if nxt < 0:
-            nal = data[start:]
-            if nal:
-                nals.append(nal)
-            return nals
+            if start < len(data):
+                spans.append((start, len(data) - start))
+            return tuple(spans)
         end = nxt
         while end > start and data[end - 1] == 0:  # the zero of a 4-byte start code, or trailing_zero_8bits
             end -= 1
         if end > start:
-            nals.append(data[start:end])
+            spans.append((start, end - start))
         start = nxt + 3
+
+
+def split_nals(data: bytes) -> list[bytes]:
+    """The NAL units of an Annex-B buffer, without start codes; none when ``data`` has no start code."""
+    return [data[offset:offset + length] for offset, length in nal_spans(data)]
+
+
+def nal_types(data: bytes) -> list[int]:
+    """NAL unit types present in an Annex-B buffer, in order."""
+    return [data[offset] & 0x1F for offset, _ in nal_spans(data)]
 
 
 def join_nals(nals: list[bytes]) -> bytes:
@@ -266,3 +287,61 @@ class ParamSets:
             rest = [n for n in nals if nal_type(n) not in (NAL_AUD, NAL_SPS, NAL_PPS)]
             nals = [*head, self.sps, self.pps, *rest]
         return nals, keyframe
+
+
+# -- facts carried on a Packet -------------------------------------------------------------------------------------
+def join_with_spans(nals: list[bytes]) -> tuple[bytes, Spans]:
+    """:func:`join_nals` and where each NAL unit landed (after its 4-byte start code)."""
+    spans: list[tuple[int, int]] = []
+    offset = 0
+    for nal in nals:
+        offset += 4
+        spans.append((offset, len(nal)))
+        offset += len(nal)
+    return join_nals(nals), tuple(spans)
+
+
+def facts(data: bytes, spans: Spans) -> tuple[bool, bool]:
+    """``(keyframe, parameter_sets)`` of an access unit: it has an IDR slice; it carries both SPS and PPS."""
+    kinds = {data[offset] & 0x1F for offset, _ in spans}
+    return NAL_IDR in kinds, NAL_SPS in kinds and NAL_PPS in kinds
+
+
+def with_facts(packet: Packet) -> Packet:
+    """``packet`` itself when its producer recorded its NAL units (every ingest source does); otherwise a copy with
+    ``nal_units``, ``keyframe`` and ``parameter_sets`` found from its bytes (e.g. a hand-made test packet)."""
+    if packet.nal_units is not None:
+        return packet
+    spans = nal_spans(packet.data)
+    keyframe, parameter_sets = facts(packet.data, spans)
+    return replace(packet, nal_units=spans, keyframe=keyframe, parameter_sets=parameter_sets)
+
+
+def packet_nals(packet: Packet, *, skip: tuple[int, ...] = ()) -> list[bytes]:
+    """The NAL units of a packet (from its recorded spans, parsed when it has none), leaving out types in ``skip``."""
+    data = packet.data
+    spans = packet.nal_units if packet.nal_units is not None else nal_spans(data)
+    return [data[offset:offset + length] for offset, length in spans if data[offset] & 0x1F not in skip]
+
+
+def own_parameter_sets(packet: Packet) -> bytes | None:
+    """The SPS and PPS found in the packet's own bytes, as Annex-B; None when it carries neither."""
+    found = [nal for nal in packet_nals(packet) if nal_type(nal) in (NAL_SPS, NAL_PPS)]
+    return join_nals(found) if found else None
+
+
+def decodable_nals(packet: Packet, config: bytes | None) -> list[bytes]:
+    """The NAL units to send for a packet: access-unit delimiters left out (receivers need none, each costs an
+    RTP packet), and ``config`` put in front of a keyframe that does not carry its own SPS/PPS."""
+    nals = packet_nals(packet, skip=(NAL_AUD,))
+    if packet.keyframe and not packet.parameter_sets and config:
+        nals = split_nals(config) + nals
+    return nals
+
+
+def profile_level_id(config: bytes | None) -> str | None:
+    """``profile-level-id`` (6 hex digits) from the SPS in ``config``, for logs and stats."""
+    for nal in split_nals(config or b""):
+        if nal_type(nal) == NAL_SPS and len(nal) >= 4:
+            return nal[1:4].hex()
+    return None

@@ -9,7 +9,7 @@ from typing import Any
 
 from flowgraph.messages import Packet
 
-from .h264 import ParamSets, avcc_to_nals, join_nals, split_nals
+from .h264 import ParamSets, Spans, avcc_to_nals, facts, join_with_spans, nal_spans, split_nals
 
 
 @dataclass
@@ -50,23 +50,30 @@ class PacketMaker:
         self.params.learn(nals)
 
     def from_annexb(self, data: bytes, **meta: Any) -> Packet | None:
-        nals = split_nals(data)
-        return self._make(data, nals, **meta)
+        """A packet from an Annex-B access unit; None when it holds no NAL unit (empty: dropped; no start code, so
+        not Annex-B at all: corrupt)."""
+        spans = nal_spans(data)
+        if not spans and data:
+            self.counters.corrupt += 1
+            return None
+        return self._make(data, spans, [data[offset:offset + length] for offset, length in spans], **meta)
 
     def from_avcc(self, data: bytes, length_size: int = 4, **meta: Any) -> Packet | None:
         nals = avcc_to_nals(data, length_size)
-        return self._make(None, nals, **meta)
+        return self._make(None, (), nals, **meta)
 
-    def _make(self, data: bytes | None, nals: list[bytes], *, pts: int | None, dts: int | None = None,
-              time_base: Fraction | None = None, t_capture: float | None = None, duration: int | None = None,
-              keyframe: bool | None = None) -> Packet | None:
-        """One packet, or None for an access unit without any NAL unit (counted as dropped)."""
+    def _make(self, data: bytes | None, spans: Spans, nals: list[bytes], *, pts: int | None,
+              dts: int | None = None, time_base: Fraction | None = None, t_capture: float | None = None,
+              duration: int | None = None, keyframe: bool | None = None) -> Packet | None:
+        """One packet with its H.264 facts (NAL spans, keyframe, parameter sets present), or None for an access unit
+        without any NAL unit (counted as dropped)."""
         if not nals:
             self.counters.dropped += 1
             return None
-        completed, is_key = self.params.complete(nals)
+        completed, _ = self.params.complete(nals)
         if completed is not nals or data is None:
-            data = join_nals(completed)
+            data, spans = join_with_spans(completed)
+        is_key, has_sets = facts(data, spans)
         if keyframe is not None:
             is_key = is_key or keyframe
         info = self.params.info
@@ -75,6 +82,7 @@ class PacketMaker:
             time_base=time_base, t_capture=time.time() if t_capture is None else t_capture, data=data,
             keyframe=is_key, duration=duration, width=info.width if info else None,
             height=info.height if info else None, config=self.params.config, seq=self.next_frame_id,
+            nal_units=spans, parameter_sets=has_sets,
         )
         self.next_frame_id += 1
         counters = self.counters

@@ -7,7 +7,8 @@ answer carries every candidate (aiortc gathers before answering).
 
 Passthrough, not transcoding: aiortc decodes received video by default. Its ``RTCRtpReceiver`` hands each
 reassembled frame to a decoder thread through a queue; this module swaps that queue (per receiver, before the
-receiver starts) for one that delivers the *encoded* H.264 frames — already Annex-B from aiortc's depayloader — to
+receiver starts, through :func:`flowgraph.nodes.webrtc.aiortc_adapter.tap_receiver`) for one that delivers the
+*encoded* H.264 frames — already Annex-B from aiortc's depayloader — to
 the ingest source on the event loop, and only passes the end-of-stream marker to the idle decoder thread. Nothing is
 decoded. A publisher that negotiates VP8 (no H.264 in its offer) falls back to decode + libx264 re-encode in the
 node's worker thread. Keyframe requests become RTCP PLI to the publisher.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import queue
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -40,33 +40,6 @@ log = logging.getLogger("flowgraph.media.whip")
 
 TIME_BASE = Fraction(1, 90_000)
 QUEUE_FRAMES = 240
-
-
-class _TapQueue:
-    """Stands in for ``RTCRtpReceiver``'s decoder queue: encoded frames go to ``deliver``; the end-of-stream
-    ``None`` goes on to the decoder thread (which then ends the remote track as usual)."""
-
-    def __init__(self, deliver: Callable[[Any, Any], None]) -> None:
-        self._deliver = deliver
-        self._inner: queue.Queue[Any] = queue.Queue()
-
-    def put(self, item: Any, *args: Any, **kwargs: Any) -> None:
-        if item is None:
-            self._inner.put(None)
-            return
-        codec, encoded_frame = item
-        self._deliver(codec, encoded_frame)
-
-    def get(self, *args: Any, **kwargs: Any) -> Any:
-        return self._inner.get(*args, **kwargs)
-
-
-def tap_receiver(receiver: Any, deliver: Callable[[Any, Any], None]) -> None:
-    """Route a receiver's encoded frames to ``deliver(codec, frame)`` instead of its decoder (before it starts)."""
-    attr = "_RTCRtpReceiver__decoder_queue"
-    if not hasattr(receiver, attr):
-        raise RuntimeError("this aiortc version has no RTCRtpReceiver decoder queue to tap (pinned: aiortc 1.16)")
-    setattr(receiver, attr, _TapQueue(deliver))
 
 
 class WhipSource(Source):
@@ -217,6 +190,8 @@ class WhipSession:
     async def answer(self, offer_sdp: str) -> str:
         from aiortc import RTCRtpReceiver, RTCSessionDescription
 
+        from flowgraph.nodes.webrtc.aiortc_adapter import tap_receiver
+
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         videos = [t for t in self.pc.getTransceivers() if t.kind == "video"]
         if not videos:
@@ -238,10 +213,12 @@ class WhipSession:
         return str(self.pc.localDescription.sdp)
 
     async def send_pli(self) -> None:
+        from flowgraph.nodes.webrtc.aiortc_adapter import send_pli
+
         for receiver in self.receivers:
             for source in receiver.getSynchronizationSources():
                 with contextlib.suppress(Exception):
-                    await receiver._send_rtcp_pli(source.source)
+                    await send_pli(receiver, source.source)
 
     async def close(self) -> None:
         if self._closed:

@@ -1,7 +1,7 @@
 """One viewer's video feed: a bounded frame queue, RTP timestamps, and the hooks into aiortc's sender.
 
-The sender's ``_next_encoded_frame`` is replaced on the instance so it pulls ready-made RTP payloads from this
-feed (no per-viewer packetising, no encoder). RTP timestamps advance by the source's pts differences; a joining
+The sender pulls ready-made RTP payloads from this feed (no per-viewer packetising, no encoder; the hook is
+:func:`.aiortc_adapter.hook_sender`). RTP timestamps advance by the source's pts differences; a joining
 viewer's GOP burst is compressed to 1 ms apart so Chromium decodes it at once and reaches live quickly, without
 playout-delay (which would make it show the old frames one per refresh). PLI/FIR and REMB, which aiortc ignores in
 passthrough, are routed to callbacks.
@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .aiortc_adapter import hook_sender, last_rtp_timestamp
 from .fanout import EncodedFrame
 from .hdrext import PlayoutDelayMap
 from .stats import BitrateMeter
@@ -149,15 +150,13 @@ class ViewerFeed:
 
     def attach_sender(self, sender: Any, *, on_pli: Callable[[], None], on_rtcp: Callable[[Any], None]) -> None:
         """Hook an ``RTCRtpSender``: frames come from this feed; PLI/FIR and RTCP reach the callbacks."""
-        from aiortc.rtcrtpsender import RTCEncodedFrame
-
         header_map = self.header_map
         previous: list[int] = []
 
-        async def next_encoded_frame(codec: Any) -> RTCEncodedFrame:
+        async def next_payloads() -> tuple[list[bytes], int]:
             if self.rtp_origin is None and previous:
                 # the sender keeps the last RTP timestamp it sent = its random origin + our previous timestamp
-                last = getattr(sender, "_RTCRtpSender__rtp_timestamp", None)
+                last = last_rtp_timestamp(sender)
                 if last is not None:
                     self.rtp_origin = (last - previous[0]) & 0xFFFFFFFF
             frame, ts, burst = await self.next_frame()
@@ -166,17 +165,9 @@ class ViewerFeed:
                 header_map.active = not burst
             if not burst and self.rtp_origin is not None and self.on_sync is not None and frame.pts90 is not None:
                 self._maybe_sync((self.rtp_origin + ts) & 0xFFFFFFFF, frame)
-            return RTCEncodedFrame(frame.payloads, ts, None)  # type: ignore[arg-type]
+            return frame.payloads, ts
 
-        original_rtcp = sender._handle_rtcp_packet
-
-        async def handle_rtcp(packet: Any) -> None:
-            on_rtcp(packet)
-            await original_rtcp(packet)
-
-        sender._next_encoded_frame = next_encoded_frame
-        sender._send_keyframe = on_pli
-        sender._handle_rtcp_packet = handle_rtcp
+        hook_sender(sender, next_frame=next_payloads, on_keyframe_request=on_pli, on_rtcp=on_rtcp)
 
     def _maybe_sync(self, rtp_ts: int, frame: EncodedFrame) -> None:
         offset = ((frame.pts90 or 0) - rtp_ts) & 0xFFFFFFFF

@@ -1,19 +1,21 @@
-"""Patches aiortc needs for low latency: the playout-delay RTP header extension and loopback host candidates.
+"""The playout-delay RTP header extension (low latency in Chromium), written by aiortc senders.
 
 aiortc negotiates and writes only the header extensions it knows. Chromium offers
 ``http://www.webrtc.org/experiments/rtp-hdrext/playout-delay`` and honours it: with min 0 / max 100 ms its jitter
 buffer shrinks to about a frame. Two things are needed: the URI in aiortc's list of video extensions (so the
 answer keeps the id the browser offered), and a header-extension writer on each sender that adds the 3-byte
 element. Only senders given :class:`PlayoutDelayMap` write it, so other aiortc users in the process are unaffected.
+Both hooks into aiortc live in :mod:`.aiortc_adapter`.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from aiortc import rtp
-from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from aiortc.rtcrtpparameters import RTCRtpParameters
+
+from . import aiortc_adapter
 
 PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
 _MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -24,11 +26,7 @@ _LOCAL_ID = 6
 
 def register_playout_delay() -> None:
     """Add the playout-delay URI to aiortc's negotiable video extensions (idempotent)."""
-    from aiortc.codecs import HEADER_EXTENSIONS
-
-    video = HEADER_EXTENSIONS["video"]
-    if not any(ext.uri == PLAYOUT_DELAY_URI for ext in video):
-        video.append(RTCRtpHeaderExtensionParameters(id=_LOCAL_ID, uri=PLAYOUT_DELAY_URI))
+    aiortc_adapter.register_header_extension("video", PLAYOUT_DELAY_URI, _LOCAL_ID)
 
 
 def playout_delay_bytes(min_ms: int, max_ms: int) -> bytes:
@@ -82,33 +80,3 @@ class PlayoutDelayMap(rtp.HeaderExtensionsMap):
             assert self.playout_id is not None
             elements.append((self.playout_id, self.value))
         return rtp.pack_header_extensions(elements)
-
-
-_loopback_patched = False
-
-
-def allow_loopback_candidates() -> None:
-    """Make aioice gather a 127.0.0.1 host candidate too (it skips it), so loopback viewers connect.
-
-    Idempotent; affects every aiortc peer connection of the process, which only adds one candidate.
-    """
-    global _loopback_patched
-    if _loopback_patched:
-        return
-    import aioice.ice
-
-    original = aioice.ice.get_host_addresses
-
-    def with_loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        addresses: list[str] = original(use_ipv4, use_ipv6)
-        if use_ipv4 and "127.0.0.1" not in addresses:
-            addresses.append("127.0.0.1")
-        return addresses
-
-    aioice.ice.get_host_addresses = with_loopback
-    _loopback_patched = True
-
-
-def install_header_map(sender: Any, header_map: rtp.HeaderExtensionsMap) -> None:
-    """Replace an ``RTCRtpSender``'s header-extension writer (before ``send()`` configures it)."""
-    sender._RTCRtpSender__rtp_header_extensions_map = header_map

@@ -13,8 +13,10 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Any, Literal
+
+from flowgraph.messages import Packet
+from flowgraph.nodes.media.h264 import with_facts
 
 from .abr import AbrController, AbrPolicy
 from .errors import StreamFull, UnknownStream, UnknownViewer
@@ -77,18 +79,18 @@ class ViewerHub:
         renditions = self.fanouts.setdefault(stream_id, {})
         fan = renditions.get(rendition)
         if fan is None:
-            fan = renditions[rendition] = StreamFanout(stream_id, rendition, gop_frames=self.config.gop_frames)
+            fan = renditions[rendition] = StreamFanout(
+                stream_id, rendition, gop_frames=self.config.gop_frames,
+                on_lost=lambda name: self.request_keyframe(stream_id, name, "packets lost before the viewer tier"))
             self.meters[(stream_id, rendition)] = BitrateMeter(4.0)
         return fan
 
-    def push_packet(self, stream_id: str, data: bytes, *, rendition: str = "src", keyframe: bool | None = None,
-                    config: bytes | None = None, frame_id: int = -1, pts: int | None = None,
-                    time_base: Fraction | None = None, t_capture: float | None = None, width: int | None = None,
-                    height: int | None = None) -> None:
-        fan = self.fanout(stream_id, rendition)
-        self.meters[(stream_id, rendition)].add(len(data))
-        fan.push_packet(data, keyframe=keyframe, config=config, frame_id=frame_id, pts=pts, time_base=time_base,
-                        t_capture=t_capture, width=width, height=height)
+    def push_packet(self, packet: Packet, rendition: str = "src", *, lost_before: bool = False) -> None:
+        """One packet for the viewers of its stream (``rendition`` of it); ``lost_before``: packets were lost just
+        before it where its ``seq`` cannot show it (see :meth:`.StreamFanout.push_packet`)."""
+        packet = with_facts(packet)
+        self.fanout(packet.stream_id, rendition).push_packet(packet, lost_before=lost_before)
+        self.meters[(packet.stream_id, rendition)].add(len(packet.data))
 
     def push_analytics(self, stream_id: str, text: str) -> None:
         for session in list(self.sessions.values()):
@@ -163,16 +165,6 @@ class ViewerHub:
             fan.detach(session.feed)
         if self.on_closed is not None:
             self.on_closed(session.viewer_id)
-
-    def resync(self, stream_id: str, rendition: str = "src") -> None:
-        """Packets were lost before they reached this hub: restart every viewer (and the cache) at a keyframe."""
-        fan = self.fanouts.get(stream_id, {}).get(rendition)
-        if fan is None:
-            return
-        fan.gop = []
-        for feed in fan.feeds:
-            feed.wait_for_keyframe()
-        self.request_keyframe(stream_id, rendition, "packets lost before the viewer tier")
 
     def _keyframe_for(self, session: ViewerSession, why: str) -> None:
         self.request_keyframe(session.stream_id, session.rendition, why)

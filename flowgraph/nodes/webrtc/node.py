@@ -121,7 +121,8 @@ class WebRTCOut(Node):
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
         from .abr import AbrPolicy
-        from .hdrext import allow_loopback_candidates, register_playout_delay
+        from .aiortc_adapter import allow_loopback_candidates
+        from .hdrext import register_playout_delay
         from .hub import HubConfig
         from .session import SessionConfig
 
@@ -163,10 +164,14 @@ class WebRTCOut(Node):
 
     # -- media and analytics in -----------------------------------------------------------------------------
     async def on_video(self, msg: Packet) -> None:
+        from flowgraph.nodes.media.h264 import with_facts
+
         if msg.codec != "h264":
             raise ValueError(f"webrtc_out sends H.264 only; stream {msg.stream_id!r} carries {msg.codec!r}")
         rendition = f"{msg.height}p" if self.params.ladder and msg.height else "src"
-        self._backend.push_packet(msg, rendition)
+        # the H.264 facts are the producer's (ingest finds them once); only a packet made without them is parsed,
+        # here, once for every viewer and worker
+        self._backend.push_packet(with_facts(msg), rendition)
 
     async def on_analytics(self, msg: Analytics) -> None:
         wire = msg.to_wire()
@@ -225,9 +230,7 @@ class LocalBackend:
         await self.hub.stop()
 
     def push_packet(self, msg: Packet, rendition: str) -> None:
-        self.hub.push_packet(msg.stream_id, msg.data, rendition=rendition, keyframe=msg.keyframe or None,
-                             config=msg.config, frame_id=msg.frame_id, pts=msg.pts, time_base=msg.time_base,
-                             t_capture=msg.t_capture, width=msg.width, height=msg.height)
+        self.hub.push_packet(msg, rendition)
 
     def push_analytics(self, stream_id: str, text: str) -> None:
         self.hub.push_analytics(stream_id, text)

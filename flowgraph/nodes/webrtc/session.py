@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .aiortc_adapter import offer_direction, round_trip_time, sender_ssrc, set_header_extensions_map
 from .errors import BadOffer
 from .feed import ViewerFeed
-from .hdrext import PlayoutDelayMap, install_header_map
+from .hdrext import PlayoutDelayMap
 from .stats import RtcpStats
 
 log = logging.getLogger("flowgraph.webrtc.session")
@@ -89,8 +90,8 @@ class ViewerSession:
         transceiver.setCodecPreferences(codecs)
         self.sender = transceiver.sender
         if self.header_map is not None:
-            install_header_map(self.sender, self.header_map)
-        self.rtcp = RtcpStats(self.sender._ssrc)
+            set_header_extensions_map(self.sender, self.header_map)
+        self.rtcp = RtcpStats(sender_ssrc(self.sender))
         self.feed.attach_sender(self.sender, on_pli=self._on_pli, on_rtcp=self.rtcp.on_packet)
         offer_sdp, self.mdns_candidates = strip_mdns_candidates(offer_sdp)
         try:
@@ -99,7 +100,7 @@ class ViewerSession:
             raise BadOffer(_offer_problem(exc)) from exc
         if transceiver.mid is None:
             raise BadOffer("the offer has no video m-line this server can send on")
-        if transceiver._offerDirection not in ("sendonly", "sendrecv"):
+        if offer_direction(transceiver) not in ("sendonly", "sendrecv"):
             raise BadOffer("the offer's video m-line does not receive video (direction must be recvonly or sendrecv)")
         if "m=application" in offer_sdp:
             self._add_channel(pc.createDataChannel("analytics", ordered=True))
@@ -206,7 +207,7 @@ class ViewerSession:
                 await asyncio.wait_for(self.pc.close(), 5.0)
 
     def stats(self) -> dict[str, Any]:
-        rtt = getattr(self.sender, "_RTCRtpSender__rtt", None) if self.sender is not None else None
+        rtt = round_trip_time(self.sender) if self.sender is not None else None
         connect_ms = None if self.connected_at is None else round((self.connected_at - self.created) * 1000, 1)
         return {
             "viewer_id": self.viewer_id, "stream_id": self.stream_id, "state": self.state,

@@ -11,12 +11,12 @@ import asyncio
 import contextlib
 import logging
 import socket
-from fractions import Fraction
 from typing import Any
 
 from . import ipc
+from .aiortc_adapter import allow_loopback_candidates
 from .errors import ViewerRequestError
-from .hdrext import allow_loopback_candidates, register_playout_delay
+from .hdrext import register_playout_delay
 from .hub import ViewerHub
 
 log = logging.getLogger("flowgraph.webrtc.worker")
@@ -48,16 +48,10 @@ class WorkerServer:
                 header, body = await ipc.read(reader)
                 op = header.get("op")
                 if op == "packet":
-                    tb = header.get("tb")
-                    hub.push_packet(header["s"], body, rendition=header.get("r", "src"), keyframe=header.get("k"),
-                                    config=bytes.fromhex(header["c"]) if header.get("c") else None,
-                                    frame_id=header.get("f", -1), pts=header.get("p"),
-                                    time_base=Fraction(tb[0], tb[1]) if tb else None, t_capture=header.get("t"),
-                                    width=header.get("w"), height=header.get("h"))
-                    if header.get("gap"):
-                        hub.resync(header["s"], header.get("r", "src"))
+                    delivery = ipc.decode_packet(header, body)
+                    hub.push_packet(delivery.packet, delivery.rendition, lost_before=delivery.lost_before)
                 elif op == "analytics":
-                    hub.push_analytics(header["s"], body.decode())
+                    hub.push_analytics(header["stream_id"], body.decode())
                 elif op == "declare":
                     hub.declared.update(header["streams"])
                 else:
@@ -98,7 +92,7 @@ class WorkerServer:
             self.send({"op": "error", "req": req, "status": 500, "message": f"{type(exc).__name__}: {exc}"})
 
     def _keyframe(self, stream_id: str, rendition: str, why: str) -> None:
-        self.send({"op": "keyframe", "s": stream_id, "r": rendition, "why": why})
+        self.send({"op": "keyframe", "stream_id": stream_id, "rendition": rendition, "why": why})
 
 
 def main() -> None:

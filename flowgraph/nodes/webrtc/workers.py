@@ -119,7 +119,7 @@ class WorkerPool:
                 header, _ = await ipc.read(worker.reader)
                 op = header.get("op")
                 if op == "keyframe":
-                    self._request_keyframe(header["s"], header["r"], header["why"])
+                    self._request_keyframe(header["stream_id"], header["rendition"], header["why"])
                 elif op == "closed":
                     worker.viewers.pop(header["viewer_id"], None)
                 else:
@@ -151,27 +151,27 @@ class WorkerPool:
 
     # -- media in -------------------------------------------------------------------------------------------
     def push_packet(self, msg: Packet, rendition: str) -> None:
+        """Send the packet to every worker once; a worker whose socket is full loses it, and its next packet tells
+        it so (``lost_before``), so it holds its viewers at the next keyframe."""
         self.streams.add(msg.stream_id)
-        tb = msg.time_base
-        header = {"op": "packet", "s": msg.stream_id, "r": rendition, "k": msg.keyframe or None, "f": msg.frame_id,
-                  "p": msg.pts, "tb": [tb.numerator, tb.denominator] if tb is not None else None,
-                  "t": msg.t_capture, "w": msg.width, "h": msg.height}
-        if msg.config and msg.keyframe:
-            header["c"] = msg.config.hex()
         key = (msg.stream_id, rendition)
-        plain = ipc.encode(header, msg.data)
+        plain: bytes | None = None
         for worker in self.workers:
             if key in worker.gap:
-                if worker.send(ipc.encode({**header, "gap": True}, msg.data), droppable=True):
+                if worker.send(ipc.encode_packet(ipc.PacketDelivery(msg, rendition, lost_before=True)),
+                               droppable=True):
                     worker.gap.discard(key)
                 else:
                     worker.dropped_packets += 1
-            elif not worker.send(plain, droppable=True):
+                continue
+            if plain is None:
+                plain = ipc.encode_packet(ipc.PacketDelivery(msg, rendition))
+            if not worker.send(plain, droppable=True):
                 worker.dropped_packets += 1
                 worker.gap.add(key)
 
     def push_analytics(self, stream_id: str, text: str) -> None:
-        message = ipc.encode({"op": "analytics", "s": stream_id}, text.encode())
+        message = ipc.encode({"op": "analytics", "stream_id": stream_id}, text.encode())
         for worker in self.workers:
             if any(s == stream_id for s in worker.viewers.values()):
                 worker.send(message, droppable=True)

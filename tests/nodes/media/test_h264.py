@@ -10,15 +10,18 @@ from flowgraph.nodes.media.h264 import (
     NAL_IDR,
     NAL_PPS,
     NAL_SPS,
+    START_CODE,
     ParamSets,
     avcc_record,
     avcc_to_nals,
     is_annexb,
     join_nals,
+    nal_spans,
     nal_type,
     parse_avcc_config,
     parse_sps,
     split_nals,
+    with_facts,
 )
 
 
@@ -90,3 +93,42 @@ def test_param_sets_make_bare_idr_self_contained() -> None:
     p_frame = split_nals(frames[1][0])
     out, key = params.complete(p_frame)
     assert not key and out is p_frame
+
+
+def test_input_without_a_start_code_is_not_annexb_and_holds_no_nal_unit() -> None:
+    # the two former toolkits disagreed here: one took the whole buffer as one NAL unit, the other found none.
+    # None is right: a length-prefixed AVCC unit would otherwise pass as a NAL unit of type 0 (its length's 0x00)
+    avcc = (5).to_bytes(4, "big") + b"\x65\x88\x84\x00\x10"
+    bare_nal = b"\x65\x88\x84\x00\x10"
+    for data in (avcc, bare_nal):
+        assert split_nals(data) == [] and nal_spans(data) == () and not is_annexb(data)
+    from flowgraph.nodes.media.packetizer import PacketMaker
+
+    maker = PacketMaker("cam")
+    assert maker.from_annexb(avcc, pts=0) is None and maker.from_annexb(bare_nal, pts=1) is None
+    assert maker.counters.corrupt == 2 and maker.counters.packets == 0
+    assert maker.from_annexb(b"", pts=2) is None and maker.counters.dropped == 1
+    with_start_code = maker.from_annexb(START_CODE + bare_nal, pts=3)
+    assert with_start_code is not None and with_start_code.keyframe
+    assert with_start_code.nal_units == ((4, len(bare_nal)),)
+
+
+def test_packets_carry_nal_spans_keyframe_and_parameter_set_facts() -> None:
+    from flowgraph.nodes.media.packetizer import PacketMaker
+
+    frames = encoded(320, 240, frames=2)
+    maker = PacketMaker("cam")
+    key = maker.from_annexb(frames[0][0], pts=0)
+    assert key is not None and key.keyframe and key.parameter_sets and key.seq == 0
+    assert key.nal_units is not None
+    assert [key.data[o:o + n] for o, n in key.nal_units] == split_nals(key.data)
+    p_frame = maker.from_annexb(frames[1][0], pts=1)
+    assert p_frame is not None and not p_frame.keyframe and not p_frame.parameter_sets and p_frame.seq == 1
+    # a bare IDR is completed with SPS/PPS, and its spans describe the rewritten bytes
+    idr = [n for n in split_nals(frames[0][0]) if nal_type(n) == NAL_IDR]
+    completed = maker.from_avcc(b"".join(len(n).to_bytes(4, "big") + n for n in idr), pts=2)
+    assert completed is not None and completed.keyframe and completed.parameter_sets
+    assert completed.nal_units is not None
+    kinds = [nal_type(completed.data[o:o + n]) for o, n in completed.nal_units]
+    assert kinds[:2] == [NAL_SPS, NAL_PPS] and set(kinds[2:]) == {NAL_IDR}  # one IDR slice per encoder thread
+    assert with_facts(completed) is completed, "facts made at ingest are never recomputed"

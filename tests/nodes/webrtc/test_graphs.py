@@ -49,5 +49,5 @@ nodes:
         await page.wait_for("window.fg && window.fg.stampLatencies.length > 30", timeout=20)
         samples = await page.eval("fg.stampLatencies.map(s => s[1])")
         ids = await page.eval("fg.stampLatencies.map(s => s[0])")
-        assert all(0 < s < 2000 for s in samples), samples[:10]
+        assert all(0 < s < 2000 for s in samples), [s for s in samples if not 0 < s < 2000]
         assert ids == sorted(ids) and len(set(ids)) > 20, "frame ids from the stamp must increase"
