@@ -46,7 +46,8 @@ def encode_packets(count: int, *, width: int = 320, height: int = 180, fps: int 
 
 
 class H264Gen(Node):
-    """Test source: paced libx264 packets; a 'keyframe' control forces an IDR on the next frame."""
+    """Test source: paced libx264 packets numbered in ``seq`` as ingest numbers them; a 'keyframe' control forces
+    an IDR on the next frame; setting :attr:`lose` drops that many encoded packets (a gap in ``seq``)."""
 
     packets = Output(Packet)
     control = Input(Control, required=False)
@@ -62,6 +63,9 @@ class H264Gen(Node):
 
     async def start(self) -> None:
         self.keyframes_requested = 0
+        self.keyframes_forced = 0
+        self.lose = 0
+        self.lost_seqs: list[int] = []
         self._force = False
         self.ctx.services.setdefault("h264gen", {})[self.name] = self
 
@@ -93,10 +97,15 @@ class H264Gen(Node):
             if self._force:
                 frame.pict_type = av.video.frame.PictureType.I
                 self._force = False
+                self.keyframes_forced += 1
             t_capture = time.time()
             for packet in await self.offload(codec.encode, frame):
+                if self.lose > 0:  # lost on the way: the packet's seq is never seen downstream
+                    self.lose -= 1
+                    self.lost_seqs.append(n)
+                    continue
                 await self.packets.send(Packet(data=bytes(packet), keyframe=bool(packet.is_keyframe),
-                                               pts=packet.pts, time_base=Fraction(1, p.fps), frame_id=n,
+                                               pts=packet.pts, time_base=Fraction(1, p.fps), frame_id=n, seq=n,
                                                stream_id=p.stream_id, t_capture=t_capture, width=p.width,
                                                height=p.height))
             n += 1
