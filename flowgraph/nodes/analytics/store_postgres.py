@@ -30,6 +30,7 @@ _DOWN: tuple[type[BaseException], ...] = (
     OSError, ConnectionError, TimeoutError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,  # the protocol state machine after the server dropped the connection
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,
 )
@@ -78,6 +79,8 @@ class PostgresBackend(Backend):
         try:
             await conn.copy_records_to_table(self.table, records=rows, columns=COLUMNS)
         except _DOWN as exc:
+            self._conn = None
+            conn.terminate()  # half a COPY left on it: never reuse this connection
             raise BackendDown(f"postgresql {self.describe()}: {exc}") from exc
 
     async def query(self, stream_id: str, t_from: float | None, t_to: float | None, types: Sequence[str] | None,
