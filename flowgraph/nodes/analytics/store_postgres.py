@@ -116,15 +116,21 @@ class PostgresBackend(Backend):
         if self._reader_lock is None:
             self._reader_lock = asyncio.Lock()
         async with self._reader_lock:
-            try:
-                if self._reader is None or self._reader.is_closed():
-                    self._reader = await asyncpg.connect(self.url, timeout=self.connect_timeout)
-                return await getattr(self._reader, method)(sql, *args)
-            except _DOWN as exc:
-                if self._reader is not None:
-                    self._reader.terminate()
-                    self._reader = None
-                raise BackendDown(f"postgresql {self.describe()}: {exc}") from exc
+            for attempt in (1, 2):
+                reused = self._reader is not None and not self._reader.is_closed()
+                try:
+                    if not reused:
+                        self._reader = await asyncpg.connect(self.url, timeout=self.connect_timeout)
+                    assert self._reader is not None
+                    return await getattr(self._reader, method)(sql, *args)
+                except _DOWN as exc:
+                    if self._reader is not None:
+                        self._reader.terminate()
+                        self._reader = None
+                    if reused and attempt == 1:
+                        continue  # a connection the server dropped while idle (restart): one fresh try
+                    raise BackendDown(f"postgresql {self.describe()}: {exc}") from exc
+            raise AssertionError("unreachable")
 
     async def close(self) -> None:
         for attr in ("_conn", "_reader"):
