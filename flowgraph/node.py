@@ -34,39 +34,13 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from .context import NodeContext
 from .params import NoParams
 from .ports import BoundOutput, Input, Output
 
-if TYPE_CHECKING:
-    from .server import GraphServer
-
 T = TypeVar("T")
-
-
-@dataclass
-class NodeContext:
-    """What the runtime gives a node: its name, placement, and graph-wide services."""
-
-    name: str
-    device: str = "cpu"
-    graph: str = "graph"
-    #: Objects nodes share inside one graph (e.g. ``analytics_buffer``), by name.
-    services: dict[str, Any] = field(default_factory=dict)
-    #: Returns the graph's HTTP server, creating it on first use (routes must be added in ``start``).
-    server_factory: Callable[[], GraphServer] | None = None
-    #: Runs a blocking call in the node's worker thread (set by the runtime).
-    offloader: Callable[..., Any] | None = None
-    #: Stage-owned CUDA stream when ``device`` is ``cuda:N``.
-    cuda_stream: Any = None
-
-    @property
-    def server(self) -> GraphServer:
-        if self.server_factory is None:
-            raise RuntimeError(f"node {self.name!r}: no HTTP server is available outside a running graph")
-        return self.server_factory()
 
 
 class Node:
@@ -128,7 +102,7 @@ class Node:
 
     # -- lifecycle (override what you need) -------------------------------------------------------------------
     async def setup(self) -> None:
-        """Once per run, before the first ``start``: register HTTP routes (``self.ctx.server``), services."""
+        """Once per run, before the first ``start``: register HTTP routes (``self.ctx.server``), shared hubs."""
 
     async def start(self) -> None:
         """Acquire resources. Called before any message flows, and again after a restart's ``stop``."""

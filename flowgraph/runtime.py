@@ -16,11 +16,10 @@ from typing import Any
 
 from .channel import Channel
 from .compile import ExecutionPlan
+from .context import GraphScope, NodeContext
 from .errors import NodeError
 from .metrics import RateMeter, prometheus_lines
-from .node import NodeContext
 from .runner import NodeRunner
-from .streams import streams
 
 log = logging.getLogger("flowgraph.runtime")
 
@@ -44,7 +43,9 @@ class Runtime:
         self.max_body = server_conf.get("max_body_bytes", 262_144)
         self.drain_timeout = drain_timeout
         self.serve = serve
-        self.services: dict[str, Any] = {}
+        #: What the graph's nodes share (stream registry, HTTP server, hubs); built here so embedders and tests
+        #: can place hubs before ``run``.
+        self.scope = GraphScope(plan.name, server_factory=self._server, metrics=self.snapshot)
         self.server: Any = None
         self.runners: dict[str, NodeRunner] = {}
         self.channels: list[tuple[Any, Channel | None]] = []
@@ -67,8 +68,8 @@ class Runtime:
     def _build(self) -> None:
         for name in self.plan.order:
             node_plan = self.plan.nodes[name]
-            ctx = NodeContext(name=name, device=node_plan.device, graph=self.plan.name, services=self.services,
-                              server_factory=self._server)
+            connected = frozenset(edge.target_port for edge in self.plan.inputs_of(name))
+            ctx = NodeContext(name=name, device=node_plan.device, scope=self.scope, inputs=connected)
             self.runners[name] = NodeRunner(node_plan, ctx, self._fatal)
         for edge in self.plan.edges:
             producer = self.runners[edge.source].node._outputs[edge.source_port]
@@ -88,8 +89,6 @@ class Runtime:
                 producer.connect(channel)
                 consumer.attach_input(edge.target_port, channel, edge.feedback)
                 self.channels.append((edge, channel))
-        self.services["runtime"] = self
-        streams(self.services)
 
     def _fatal(self, error: NodeError) -> None:
         if self.failure is None:
@@ -265,7 +264,7 @@ class Runtime:
 
         async def stream_list(request: web.Request) -> web.Response:
             # the analytics API installs a richer /api/streams; graphs without it still list their streams
-            return web.json_response({"streams": streams(self.services).all()})
+            return web.json_response({"streams": self.scope.streams.all()})
 
         for path, handler in (("/api/metrics", metrics_json), ("/api/graph", graph), ("/api/streams", stream_list)):
             if not server.has_route("GET", path):

@@ -1,7 +1,7 @@
 """A graph-wide registry of live streams: who publishes, who watches, how fast — for ``GET /api/streams``.
 
 Nodes report what they know about a stream under their own role (``ingest``, ``webrtc_out``, ``vibrio`` ...);
-the REST API merges the roles into one record per stream. Lives in ``ctx.services["streams"]``.
+the REST API merges the roles into one record per stream. Reached as ``ctx.streams``.
 """
 
 from __future__ import annotations
@@ -41,11 +41,3 @@ class StreamRegistry:
 
     def all(self) -> list[dict[str, Any]]:
         return [self.get(s) or {} for s in self.ids()]
-
-
-def streams(services: dict[str, Any]) -> StreamRegistry:
-    """The graph's registry (created on first use)."""
-    registry = services.get("streams")
-    if registry is None:
-        registry = services["streams"] = StreamRegistry()
-    return registry

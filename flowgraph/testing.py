@@ -61,4 +61,9 @@ async def run_to_end(plan_or_text: ExecutionPlan | str, *, timeout: float = 60.0
 
 def collected(runtime: Runtime, node: str) -> list[Any]:
     """Messages a ``collect`` node kept."""
-    return list(runtime.services["collect"][node].received)
+    from .nodes.core.utility import Collect
+
+    sink = runtime.runners[node].node
+    if not isinstance(sink, Collect):
+        raise TypeError(f"node {node!r} is a {type(sink).__name__}, not a collect node")
+    return list(sink.received)

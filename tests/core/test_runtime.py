@@ -303,11 +303,10 @@ nodes:
 async def test_stream_list_without_analytics_nodes(plan) -> None:
     import aiohttp
 
-    from flowgraph.streams import streams
 
     text = "nodes:\n  t: {node: tick, params: {hz: 10}}\n  c: {node: collect, inputs: {inp: t/out}}\n"
     async with running(plan(text), serve=True) as rt:
-        streams(rt.services).update("cam1", "ingest", fps=30.0)
+        rt.scope.streams.update("cam1", "ingest", fps=30.0)
         async with aiohttp.ClientSession() as session, session.get(rt.server.url + "/api/streams") as response:
             body = await response.json()
     assert body["streams"][0]["stream_id"] == "cam1" and body["streams"][0]["ingest"]["fps"] == 30.0

@@ -13,6 +13,7 @@ import asyncio
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import record
 
+from flowgraph.context import Key
 from flowgraph.messages import Data, Message
 from flowgraph.node import Node
 from flowgraph.ports import Input, Output
@@ -29,19 +31,38 @@ from flowgraph.runtime import Runtime
 from flowgraph.testing import compile_text
 
 
+@dataclass
+class Bench:
+    """What the pinger and the sink share in one run."""
+
+    payload: Any
+    messages: int
+    latencies: list[float] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    t0: float = 0.0
+    same_object: bool = True
+
+
+BENCH: Key[Bench] = Key("bench.core_hops")
+
+
+def _unset() -> Bench:
+    raise RuntimeError("place the Bench in runtime.scope before running")
+
+
 class Pinger(Node):
     """Sends one message, waits until the sink has it, repeats."""
 
     out = Output(Data)
 
     async def run(self) -> None:
-        bench = self.ctx.services["bench"]
-        payload = bench["payload"]
-        for i in range(bench["messages"]):
-            bench["arrived"].clear()
-            bench["t0"] = time.perf_counter()
+        bench = self.ctx.shared(BENCH, _unset)
+        payload = bench.payload
+        for i in range(bench.messages):
+            bench.arrived.clear()
+            bench.t0 = time.perf_counter()
             await self.out.send(Data(value=payload, frame_id=i))
-            await bench["arrived"].wait()
+            await bench.arrived.wait()
 
 
 class Relay(Node):
@@ -57,11 +78,14 @@ class Relay(Node):
 class Sink(Node):
     inp = Input(Data)
 
+    async def start(self) -> None:
+        self.bench = self.ctx.shared(BENCH, _unset)
+
     async def process(self, msg: Data) -> None:
-        bench = self.ctx.services["bench"]
-        bench["latencies"].append(time.perf_counter() - bench["t0"])
-        bench["same_object"] &= msg.value is bench["payload"]
-        bench["arrived"].set()
+        bench = self.bench
+        bench.latencies.append(time.perf_counter() - bench.t0)
+        bench.same_object &= msg.value is bench.payload
+        bench.arrived.set()
 
 
 def graph(hops: int) -> str:
@@ -79,11 +103,9 @@ async def flowgraph_chain(hops: int, payload: Any, messages: int) -> tuple[list[
     for name, cls in (("pinger", Pinger), ("relay", Relay), ("sink", Sink)):
         registry.register(name, cls)
     runtime = Runtime(compile_text(graph(hops), registry=registry), port=0)
-    bench = {"payload": payload, "messages": messages, "latencies": [], "arrived": asyncio.Event(), "t0": 0.0,
-             "same_object": True}
-    runtime.services["bench"] = bench
+    bench = runtime.scope.shared(BENCH, lambda: Bench(payload, messages))
     await runtime.run(install_signals=False)
-    return bench["latencies"], bench["same_object"]
+    return bench.latencies, bench.same_object
 
 
 async def queue_chain(hops: int, payload: Any, messages: int) -> list[float]:

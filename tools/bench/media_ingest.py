@@ -122,11 +122,15 @@ def run_pyav(port: int, seconds: float, size: tuple[int, int], low_latency: bool
 # -- flowgraph receiver -----------------------------------------------------------------------------------------
 
 async def run_flowgraph(port: int, seconds: float, size: tuple[int, int], tmp: Path) -> dict[str, Any]:
+    from flowgraph.context import Key
     from flowgraph.messages import Packet
     from flowgraph.node import Node
     from flowgraph.ports import Input
     from flowgraph.registry import Registry
     from flowgraph.testing import compile_text, running
+
+    #: (arrival time, pts, capture time) of every packet the probe saw
+    PROBE: Key[list[tuple[float, int | None, float]]] = Key("bench.media_ingest.probe")
 
     class EmitProbe(Node):
         """Fused onto ingest's output: runs inside its send(), i.e. at the moment of emission."""
@@ -135,7 +139,7 @@ async def run_flowgraph(port: int, seconds: float, size: tuple[int, int], tmp: P
         packets = Input(Packet)
 
         def process(self, packet: Packet) -> None:  # type: ignore[override]
-            self.ctx.services.setdefault("probe", []).append((time.time(), packet.pts, packet.t_capture))
+            self.ctx.shared(PROBE, list).append((time.time(), packet.pts, packet.t_capture))
 
     registry = Registry.default()
     registry.register("emit_probe", EmitProbe)
@@ -152,8 +156,8 @@ nodes:
         pub, started = spawn_publisher(f"rtmp://127.0.0.1:{port}/live/key", seconds, *size, str(times_file))
         await asyncio.to_thread(pub.wait, seconds + 60)
         await asyncio.sleep(0.5)
-        info = rt.services["streams"].get("bench")["ingest"]
-    probe = rt.services.get("probe", [])
+        info = rt.scope.streams.get("bench")["ingest"]
+    probe = rt.scope.peek(PROBE) or []
     result = summarise(json.loads(times_file.read_text()), [(t, pts) for t, pts, _ in probe], started)
     ingest_ms = [(t - captured) * 1000 for t, _, captured in probe]
     result["ingest_p50"], result["ingest_p99"] = pct(ingest_ms, 50), pct(ingest_ms, 99)

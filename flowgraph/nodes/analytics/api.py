@@ -9,7 +9,7 @@
 
 Errors are JSON ``{"error": ...}``: 400 for bad query parameters or rules (with ``param`` or ``path``), 401 for a
 missing token, 404 for unknown streams, 503 when the store cannot be reached. Whichever analytics node is set up
-first installs the routes; the others register themselves here (``ctx.services["analytics_api"]``).
+first installs the routes; the others register themselves here (the shared ``API`` hub).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from flowgraph.context import Key, NodeContext
 from flowgraph.errors import ParamsError
 from flowgraph.messages import ANALYTICS_TYPES
-from flowgraph.node import NodeContext
 from flowgraph.server import json_error
-from flowgraph.streams import streams
+from flowgraph.streams import StreamRegistry
 
 from .backends import BackendDown
-from .ring import rings
+from .ring import RingRegistry, rings
 from .rules import parse_rules
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from .store import Store
     from .ws_hub import WsHub
 
-SERVICE = "analytics_api"
 MAX_LIMIT = 10_000
 HEALTHY_S = 2.0
 STALE_S = 30.0
@@ -53,8 +52,9 @@ class QueryError(ValueError):
 class AnalyticsApi:
     """Routes plus the nodes they read from."""
 
-    def __init__(self, services: dict[str, Any]) -> None:
-        self.services = services
+    def __init__(self, streams: StreamRegistry, rings: RingRegistry) -> None:
+        self.streams = streams
+        self.rings = rings
         self.fuses: list[Fuse] = []
         self.stores: list[Store] = []
         self.hub: WsHub | None = None
@@ -83,7 +83,7 @@ class AnalyticsApi:
 
     # -- streams --------------------------------------------------------------------------------------------
     def _ids(self) -> list[str]:
-        return sorted(set(streams(self.services).ids()) | set(rings(self.services).ids()))
+        return sorted(set(self.streams.ids()) | set(self.rings.ids()))
 
     async def _known(self, stream_id: str) -> bool:
         if stream_id in self._ids():
@@ -97,8 +97,8 @@ class AnalyticsApi:
         return False
 
     def _summary(self, stream_id: str) -> dict[str, Any]:
-        roles = streams(self.services).get(stream_id) or {"stream_id": stream_id}
-        ring = rings(self.services).get(stream_id)
+        roles = self.streams.get(stream_id) or {"stream_id": stream_id}
+        ring = self.rings.get(stream_id)
         now = time.time()
         updated = [float(v["updated"]) for v in roles.values() if isinstance(v, dict) and "updated" in v]
         if ring is not None and ring.last_time:
@@ -183,7 +183,7 @@ class AnalyticsApi:
                 return json_error(503, f"store {store.describe()} is unreachable: {exc}", retry_after_s=1)
             source = f"store:{store.describe()}"
         else:
-            ring = rings(self.services).get(stream_id)
+            ring = self.rings.get(stream_id)
             found = [] if ring is None else ring.window(t_from, t_to, types, limit)
             items = [{**m.to_wire(), "seq": m.seq} for m in found]
             source = "buffer"
@@ -258,13 +258,18 @@ class AnalyticsApi:
         return web.json_response(document(self.hub is not None))
 
 
+#: The graph's one analytics API (fuse, store and ws_out nodes register with it).
+API: Key[AnalyticsApi] = Key("analytics.api")
+
+
 def api_for(ctx: NodeContext) -> AnalyticsApi:
     """The graph's analytics API, installing its routes on the graph server the first time."""
-    api = ctx.services.get(SERVICE)
-    if api is None:
-        api = ctx.services[SERVICE] = AnalyticsApi(ctx.services)
+    def build() -> AnalyticsApi:
+        api = AnalyticsApi(ctx.streams, rings(ctx))
         api.install(ctx.server)
-    return api
+        return api
+
+    return ctx.shared(API, build)
 
 
 # -- query parsing --------------------------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from flowgraph.messages import ANALYTICS_TYPES, Analytics, Message, Poses, Track
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
-from flowgraph.streams import streams
 
 from . import payloads
 from .join import Joined, Joiner
@@ -92,7 +91,7 @@ class Fuse(Node):
 
     async def start(self) -> None:
         p = self.params
-        registry: RingRegistry = rings(self.ctx.services)
+        registry: RingRegistry = rings(self.ctx)
         registry.configure(max_frames=p.buffer_frames, max_seconds=p.buffer_seconds, max_messages=p.buffer_messages)
         self.rings = registry
         self.book = RuleBook(p.parsed_rules, "file" if p.rules_file else "graph")
@@ -116,9 +115,8 @@ class Fuse(Node):
     def _branches(self) -> tuple[str, ...]:
         if self.params.branches:
             return tuple(b for b in BRANCHES if b in self.params.branches)
-        runtime = self.ctx.services.get("runtime")
-        if runtime is not None:
-            connected = {e.target_port for e in runtime.plan.inputs_of(self.name)}
+        connected = self.ctx.inputs
+        if connected is not None:
             found = tuple(b for b in BRANCHES if b in connected)
             if found:
                 return found
@@ -217,7 +215,7 @@ class Fuse(Node):
             return
         self._reported[stream_id] = now
         ring = self.rings.ensure(stream_id)
-        streams(self.ctx.services).update(stream_id, "analytics", fps=ring.fps(), last_seq=ring.last_seq,
+        self.ctx.streams.update(stream_id, "analytics", fps=ring.fps(), last_seq=ring.last_seq,
                                           node=self.name, partial=self.joiner.partial, late=self.joiner.late)
 
     # -- background -----------------------------------------------------------------------------------------

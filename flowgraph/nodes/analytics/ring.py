@@ -4,7 +4,7 @@
 per stream) and keeps the last ``max_frames`` frames and at most ``max_seconds`` of them (and never more than
 ``max_messages`` messages). ``ws_out`` replays ``since(seq)`` to a reconnecting client, the REST API reads
 windows of it when no store is configured, and any node can look rings up by stream in
-``ctx.services["analytics_buffer"]`` (:class:`RingRegistry`).
+the shared ``RINGS`` hub (:class:`RingRegistry`).
 
 Everything here runs on the event loop: no locks.
 """
@@ -19,9 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from flowgraph.context import Hubs, Key
 from flowgraph.messages import Analytics
-
-SERVICE = "analytics_buffer"
 
 
 @dataclass(slots=True)
@@ -152,7 +151,7 @@ def _timestamp(msg: Analytics) -> float:
 
 
 class RingRegistry:
-    """The rings of one graph, by stream id (``ctx.services["analytics_buffer"]``)."""
+    """The rings of one graph, by stream id (the shared ``RINGS`` hub)."""
 
     def __init__(self, *, max_frames: int = 900, max_seconds: float = 30.0, max_messages: int = 20_000) -> None:
         self.defaults = {"max_frames": max_frames, "max_seconds": max_seconds, "max_messages": max_messages}
@@ -176,9 +175,10 @@ class RingRegistry:
         self.defaults.update(bounds)
 
 
-def rings(services: dict[str, Any]) -> RingRegistry:
+#: The graph's ring registry.
+RINGS: Key[RingRegistry] = Key("analytics.rings")
+
+
+def rings(hubs: Hubs) -> RingRegistry:
     """The graph's ring registry (created on first use)."""
-    registry = services.get(SERVICE)
-    if registry is None:
-        registry = services[SERVICE] = RingRegistry()
-    return registry
+    return hubs.shared(RINGS, RingRegistry)

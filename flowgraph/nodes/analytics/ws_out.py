@@ -25,11 +25,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from flowgraph.context import Key
 from flowgraph.messages import ANALYTICS_TYPES, Analytics
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input
-from flowgraph.streams import streams
 
 from .ring import rings
 from .ws_hub import WsClient, WsHub, notice
@@ -37,8 +37,9 @@ from .ws_hub import WsClient, WsHub, notice
 if TYPE_CHECKING:
     from aiohttp import web
 
-SERVICE = "analytics_ws"
 QUERY_KEYS = ("types", "type", "since", "token")
+#: The graph's one WebSocket hub (ws_out nodes on one graph share it; the first one's limits apply).
+WS_HUB: Key[WsHub] = Key("analytics.ws_hub")
 
 
 class WsOut(Node):
@@ -70,11 +71,9 @@ class WsOut(Node):
         from .api import api_for
 
         p = self.params
-        existing = self.ctx.services.get(SERVICE)
-        self.hub: WsHub = existing if existing is not None else WsHub(
+        self.hub: WsHub = self.ctx.shared(WS_HUB, lambda: WsHub(
             queue_size=p.queue_size, high_water=p.high_water_kb * 1024, max_clients=p.max_clients,
-            max_per_stream=p.max_clients_per_stream, stall_timeout_s=p.stall_timeout_s)
-        self.ctx.services[SERVICE] = self.hub
+            max_per_stream=p.max_clients_per_stream, stall_timeout_s=p.stall_timeout_s))
         server = self.ctx.server
         if not server.has_route("GET", p.path):
             server.add_get(p.path, self._connect)
@@ -83,7 +82,7 @@ class WsOut(Node):
         self._reported: dict[str, tuple[float, int]] = {}
 
     async def start(self) -> None:
-        self.rings = rings(self.ctx.services)
+        self.rings = rings(self.ctx)
 
     async def stop(self) -> None:
         await self.hub.close_all()
@@ -101,7 +100,7 @@ class WsOut(Node):
         if last is not None and last[1] == count and now - last[0] < 1.0:
             return
         self._reported[stream_id] = (now, count)
-        streams(self.ctx.services).update(stream_id, "ws_out", viewers=count)
+        self.ctx.streams.update(stream_id, "ws_out", viewers=count)
 
     def counters(self) -> dict[str, Any]:
         hub = getattr(self, "hub", None)
@@ -111,7 +110,7 @@ class WsOut(Node):
     def _known(self, stream_id: str) -> bool:
         p = self.params
         return (p.allow_unknown_streams or stream_id in p.streams or self.rings.get(stream_id) is not None
-                or streams(self.ctx.services).known(stream_id))
+                or self.ctx.streams.known(stream_id))
 
     def _refusal(self, request: web.Request, stream_id: str) -> web.Response | None:
         from flowgraph.server import json_error

@@ -130,7 +130,6 @@ class Collect(Node):
         self.received: deque[Message] = deque(maxlen=self.params.keep or None)
         self.count = 0
         self._file = open(self.params.path, "a", encoding="utf-8") if self.params.path else None  # noqa: ASYNC230
-        self.ctx.services.setdefault("collect", {})[self.name] = self
 
     async def process(self, msg: Message) -> None:
         self.count += 1

@@ -60,7 +60,7 @@ class Decode(Node):
 
         self._decoder_cls = StreamDecoder
         self._decoders: dict[str, StreamDecoder] = {}
-        self._report = StreamReport(self.ctx.services, "decode")
+        self._report = StreamReport(self.ctx.streams, "decode")
         self._pending: asyncio.Queue[asyncio.Future[list[VideoFrame]] | None] = asyncio.Queue(PIPELINE_DEPTH)
         self._sender = asyncio.create_task(self._send_decoded(), name=f"decode-send:{self.name}")
         self.errors = 0

@@ -71,7 +71,7 @@ class Encode(Node):
         self.overlays_drawn = 0
         from .report import StreamReport
 
-        self._report = StreamReport(self.ctx.services, "encode")
+        self._report = StreamReport(self.ctx.streams, "encode")
 
     # -- control (event loop) ---------------------------------------------------------------------------------
     def set_bitrate(self, kbps: int) -> None:

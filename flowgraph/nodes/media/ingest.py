@@ -30,7 +30,6 @@ from flowgraph.messages import Control, Packet
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
-from flowgraph.streams import streams
 
 SCHEMES = ("rtmp", "rtmps", "whip", "file", "rtsp", "rtsps", "http", "https", "srt", "udp", "tcp", "v4l2",
            "video4linux2", "testsrc")
@@ -109,7 +108,7 @@ class Ingest(Node):
         if scheme in ("rtmp", "rtmps") and p.listen:
             from .rtmp import RtmpSource
 
-            return RtmpSource(p.stream_id, p.url, self.ctx.services)
+            return RtmpSource(p.stream_id, p.url, self.ctx)
         if scheme == "whip":
             return self.whip.new_source()
         from .pull import PullConfig, PullSource
@@ -166,7 +165,7 @@ class Ingest(Node):
             return
         self._published = now
         if self.source is not None:
-            streams(self.ctx.services).update(self.params.stream_id, "ingest", node=self.name,
+            self.ctx.streams.update(self.params.stream_id, "ingest", node=self.name,
                                               url=_redact(self.params.url), **self.source.describe())
 
     # -- control --------------------------------------------------------------------------------------------

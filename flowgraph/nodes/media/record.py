@@ -42,7 +42,7 @@ class Record(Node):
         self.errors = 0
         from .report import StreamReport
 
-        self._report = StreamReport(self.ctx.services, "record")
+        self._report = StreamReport(self.ctx.streams, "record")
 
     def process(self, packet: Packet) -> None:
         writer = self._writers.get(packet.stream_id)

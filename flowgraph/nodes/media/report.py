@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from flowgraph.streams import streams
+from flowgraph.streams import StreamRegistry
 
 
 class StreamReport:
     """Reports one role's fields per stream; create it on the event loop (in ``start``)."""
 
-    def __init__(self, services: dict[str, Any], role: str, every: float = 1.0) -> None:
-        self.registry = streams(services)
+    def __init__(self, registry: StreamRegistry, role: str, every: float = 1.0) -> None:
+        self.registry = registry
         self.role = role
         self.every = every
         self.loop = asyncio.get_running_loop()

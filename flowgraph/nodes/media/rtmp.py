@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
+from flowgraph.context import Hubs
 from flowgraph.messages import Packet
 
 from .rtmp_server import RtmpServer, RtmpSession
@@ -45,10 +46,10 @@ class RtmpSource(Source):
 
     is_async = True
 
-    def __init__(self, stream_id: str, url: str, services: dict[str, Any], idle_timeout_s: float = 10.0) -> None:
+    def __init__(self, stream_id: str, url: str, hubs: Hubs, idle_timeout_s: float = 10.0) -> None:
         super().__init__(stream_id)
         self.host, self.port, self.app, self.key = parse_rtmp_url(url)
-        self.services = services
+        self.hubs = hubs
         self.idle_timeout_s = idle_timeout_s
         self.state = "waiting"
         self._queue: asyncio.Queue[Packet | None] = asyncio.Queue()
@@ -120,7 +121,7 @@ class RtmpSource(Source):
 
     # -- graph side ---------------------------------------------------------------------------------------------
     async def packets(self) -> AsyncIterator[Packet]:
-        self.server = await RtmpServer.acquire(self.services, self.host, self.port)
+        self.server = await RtmpServer.acquire(self.hubs, self.host, self.port)
         self.server.register(self)
         try:
             while not self.stopping:
@@ -132,7 +133,7 @@ class RtmpSource(Source):
             self.server.unregister(self)
             if self._session is not None:
                 self._session.close()
-            await RtmpServer.release(self.services, self.server)
+            await RtmpServer.release(self.hubs, self.server)
             self.state = "ended"
 
     def stop(self) -> None:

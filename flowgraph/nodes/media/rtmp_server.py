@@ -15,6 +15,8 @@ import time
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
+from flowgraph.context import Hubs, Key
+
 from .h264 import parse_avcc_config
 from .rtmp_proto import (
     ABORT,
@@ -48,6 +50,10 @@ FLV_CODECS = {2: "Sorenson H.263", 3: "screen video", 4: "VP6", 5: "VP6 alpha", 
               12: "HEVC (non-standard)"}
 
 
+#: The graph's RTMP servers by listen address (nodes on one port share one server).
+RTMP_SERVERS: Key[dict[tuple[str, int], RtmpServer]] = Key("media.rtmp_servers")
+
+
 class RtmpServer:
     """One listening socket serving every :class:`RtmpSource` registered on its address."""
 
@@ -60,8 +66,8 @@ class RtmpServer:
         self._users = 0
 
     @classmethod
-    async def acquire(cls, services: dict[str, Any], host: str, port: int) -> RtmpServer:
-        servers: dict[tuple[str, int], RtmpServer] = services.setdefault("media.rtmp_servers", {})
+    async def acquire(cls, hubs: Hubs, host: str, port: int) -> RtmpServer:
+        servers = hubs.shared(RTMP_SERVERS, dict)
         server = servers.get((host, port))
         if server is None:
             server = servers[(host, port)] = cls(host, port)
@@ -74,10 +80,10 @@ class RtmpServer:
         return server
 
     @classmethod
-    async def release(cls, services: dict[str, Any], server: RtmpServer) -> None:
+    async def release(cls, hubs: Hubs, server: RtmpServer) -> None:
         server._users -= 1
         if server._users <= 0:
-            services.get("media.rtmp_servers", {}).pop((server.host, server.port), None)
+            hubs.shared(RTMP_SERVERS, dict).pop((server.host, server.port), None)
             await server.close()
 
     async def start(self) -> None:

@@ -31,7 +31,6 @@ from flowgraph.messages import Detection, Track, Tracks, VideoFrame
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
-from flowgraph.streams import streams
 
 CALIBRATION_SCHEMA: dict[str, Any] = {
     "type": "array",
@@ -250,7 +249,7 @@ class Vibrio(Node):
         wall = time.monotonic()
         if wall - state.last_report >= REPORT_EVERY_S:
             state.last_report = wall
-            streams(self.ctx.services).update(
+            self.ctx.streams.update(
                 frame.stream_id, "vibrio", analysed_fps=round(state.analysed_fps, 2),
                 stream_fps=round(state.stream_fps, 2), process_ms=round(state.process_ms, 2),
                 analysed=state.analysed, skipped=state.skipped, backend=self.detector.info.backend,

@@ -12,7 +12,6 @@ from flowgraph.messages import Analytics, Control, Packet
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
-from flowgraph.streams import streams
 
 _ICE_SCHEMA = {
     "type": "array",
@@ -73,7 +72,7 @@ class WebRTCOut(Node):
     async def setup(self) -> None:
         from .signaling import install_routes
 
-        self.router = install_routes(self.ctx.server, self.ctx.services, page=self.params.page)
+        self.router = install_routes(self.ctx.server, self.ctx, page=self.params.page)
         self.router.add(self)
 
     # -- Backend protocol (the router calls these) ------------------------------------------------------------
@@ -86,7 +85,7 @@ class WebRTCOut(Node):
         return str(self.params.default_stream)
 
     def known(self, stream_id: str) -> bool:
-        return self._backend.known(stream_id) or (streams(self.ctx.services).known(stream_id) and \
+        return self._backend.known(stream_id) or (self.ctx.streams.known(stream_id) and \
             self._serves(stream_id))
 
     def _serves(self, stream_id: str) -> bool:
@@ -204,7 +203,7 @@ class WebRTCOut(Node):
             await self.control.send(control)
 
     def _report(self, stream_id: str) -> None:
-        streams(self.ctx.services).update(stream_id, "webrtc_out", node=self.name,
+        self.ctx.streams.update(stream_id, "webrtc_out", node=self.name,
                                           viewers=self._backend.viewers_of(stream_id),
                                           whep=f"/whep/{stream_id}")
 

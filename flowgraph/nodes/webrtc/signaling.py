@@ -1,7 +1,7 @@
 """HTTP signalling: ``POST /api/stream/connect`` (the platform's JSON contract), WHEP, stats and the viewer page.
 
 Several ``webrtc_out`` nodes may share one graph server; the first registers the routes and a :class:`Router`
-(in ``ctx.services["webrtc"]``) sends each request to the node serving the requested stream.
+(the graph's shared ``ROUTER`` hub) sends each request to the node serving the requested stream.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from flowgraph.context import Hubs, Key
 from flowgraph.server import json_error
 
 from .errors import BadOffer, UnknownStream, ViewerRequestError
@@ -172,12 +173,17 @@ class Router:
         return web.FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-def install_routes(server: GraphServer, services: dict[str, Any], *, page: bool) -> Router:
+#: The graph's one router (every webrtc_out node registers with it).
+ROUTER: Key[Router] = Key("webrtc.router")
+
+
+def install_routes(server: GraphServer, hubs: Hubs, *, page: bool) -> Router:
     """The graph's router, registering the routes the first time (one set per graph server)."""
-    router: Router | None = services.get("webrtc")
-    if router is not None:
-        return router
-    router = services["webrtc"] = Router()
+    return hubs.shared(ROUTER, lambda: _routed(server, page=page))
+
+
+def _routed(server: GraphServer, *, page: bool) -> Router:
+    router = Router()
     server.add_post("/api/stream/connect", router.handle_connect)
     server.add_post("/whep/{stream_id}", router.handle_whep)
     server.add_route("DELETE", "/whep/{stream_id}/{viewer_id}", router.handle_whep_delete)

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from flowgraph.nodes.analytics.ring import rings
 from flowgraph.nodes.analytics.schemas import problems
 from flowgraph.testing import running
 
@@ -113,7 +114,7 @@ async def test_without_a_store_history_comes_from_the_ring(compile_graph: Any) -
 async def test_rules_change_while_the_stream_runs(compile_graph: Any, eventually: Any) -> None:
     async with running(compile_graph(platform(None))) as rt, aiohttp.ClientSession() as http:
         base = f"{rt.server.url}/api/streams/cam1/rules"
-        ring = rt.services["analytics_buffer"]
+        ring = rings(rt.scope)
         assert await eventually(lambda: ring.get("cam1") is not None)
         status, body = await get(http, base)
         assert status == 200 and body["origin"] == "graph" and [r["id"] for r in body["rules"]] == ["sprint"]
@@ -146,7 +147,7 @@ async def test_rules_change_while_the_stream_runs(compile_graph: Any, eventually
 async def test_changing_rules_can_require_a_token(compile_graph: Any, eventually: Any) -> None:
     async with running(compile_graph(platform(None, "api_token: t0ken"))) as rt, aiohttp.ClientSession() as http:
         base = f"{rt.server.url}/api/streams/cam1/rules"
-        assert await eventually(lambda: rt.services["analytics_buffer"].get("cam1") is not None)
+        assert await eventually(lambda: rings(rt.scope).get("cam1") is not None)
         rules = [{"id": "r", "metric": "people", "above": 5}]
         async with http.put(base, json=rules) as response:
             assert response.status == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flowgraph.messages import Analytics
+from flowgraph.nodes.analytics.ring import rings
 from flowgraph.nodes.analytics.schemas import problems
 from flowgraph.testing import collected, run_to_end, running
 
@@ -48,7 +49,7 @@ async def test_every_message_matches_its_schema_and_is_numbered(compile_graph: A
     assert pose.payload["poses"][0]["keypoints"][3] is None and pose.payload["width"] == 1280
     opportunity = next(m for m in messages if m.type == "betting_opportunity" and m.payload["type"] == "high_speed")
     assert opportunity.payload["track_id"] == 2 and 0.5 <= opportunity.payload["confidence"] <= 1
-    ring = rt.services["analytics_buffer"].get("cam1")
+    ring = rings(rt.scope).get("cam1")
     assert ring.last_seq == len(messages) and ring.since(len(messages) - 3)[0].seq == len(messages) - 2
     counters = rt.snapshot()["nodes"]["fuse"]["counters"]
     assert counters["joined"] == 30 and counters["partial"] == 0 and counters["opportunities"] == 3
@@ -136,7 +137,7 @@ async def test_rules_file_is_reloaded_while_the_stream_runs(tmp_path: Path, comp
     async with running(compile_graph(text)) as rt:
         fuse = rt.runners["fuse"].node
         await asyncio.sleep(0.3)
-        sink = rt.services["collect"]["sink"]
+        sink = rt.runners["sink"].node
         assert not [m for m in sink.received if m.type == "betting_opportunity"]
         rules.write_text("- {id: sprint, type: high_speed, metric: speed_kmh, above: 20, for_s: 0.1}\n")
         assert await eventually(lambda: [m for m in sink.received if m.type == "betting_opportunity"])

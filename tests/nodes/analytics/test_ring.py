@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
+from flowgraph.context import GraphScope
 from flowgraph.messages import Analytics
-from flowgraph.nodes.analytics.ring import AnalyticsRing, rings
+from flowgraph.nodes.analytics.ring import RINGS, AnalyticsRing, rings
 
 
 def msg(frame: int, kind: str = "speed", ts: float | None = None) -> Analytics:
@@ -66,10 +67,11 @@ def test_window_by_payload_timestamp() -> None:
     assert [m.frame_id for m in ring.window(1000.0, None, limit=2)] == [0, 1]
 
 
-def test_registry_lives_in_services_and_applies_bounds() -> None:
-    services: dict[str, object] = {}
-    registry = rings(services)
-    assert services["analytics_buffer"] is registry and rings(services) is registry
+def test_registry_is_a_shared_hub_and_applies_bounds() -> None:
+    scope = GraphScope()
+    assert scope.peek(RINGS) is None
+    registry = rings(scope)
+    assert scope.peek(RINGS) is registry and rings(scope) is registry
     registry.configure(max_frames=5)
     ring = registry.ensure("cam")
     assert ring.max_frames == 5 and registry.get("cam") is ring and registry.ids() == ["cam"]

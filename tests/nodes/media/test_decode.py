@@ -123,5 +123,5 @@ async def test_decode_node_counts_per_stream_and_never_fails() -> None:
     counters = rt.snapshot()["nodes"]["dec"]["counters"]
     assert counters["frames"] == 30 and counters["corrupt"] == 0
     await asyncio.sleep(0.05)  # the registry is updated on the loop
-    report = rt.services["streams"].get("default")["decode"]
+    report = rt.scope.streams.get("default")["decode"]
     assert report["frames"] == 30 and report["size"] == "160x120" and report["node"] == "dec"

@@ -96,7 +96,7 @@ async def test_non_h264_input_is_transcoded(media: dict[str, Path], kind: str, c
     assert (parse_sps(sps).width, parse_sps(sps).height) == (320, 240)
     assert [p.frame_id for p in packets if p.keyframe] == [0, 10, 20]
     assert len(collected(rt, "frames")) == 30
-    assert rt.services["streams"].get("default")["ingest"]["codec_in"] == codec
+    assert rt.scope.streams.get("default")["ingest"]["codec_in"] == codec
 
 
 async def test_transcode_never_refuses_non_h264(media: dict[str, Path]) -> None:

@@ -82,5 +82,5 @@ nodes:
     assert rt.exit_code == 0 and len(files) >= 2
     counts = [int(str(probe_frames(f)["nb_read_frames"])) for f in files]
     assert sum(counts) == 75 and all(c % 10 == 0 or f == files[-1] for c, f in zip(counts, files, strict=True))
-    report = rt.services["streams"].get("default")["record"]
+    report = rt.scope.streams.get("default")["record"]
     assert report["path"] == str(files[-1]) and report["state"] == "closed"

@@ -24,7 +24,7 @@ async def test_published_stream_arrives_with_metadata(procs: Processes, free_por
     async with running(rtmp_graph(free_port)) as rt:
         procs.publish_rtmp(f"rtmp://127.0.0.1:{free_port}/live/s3cret", seconds=10, audio=True)
         assert await wait_for(lambda: len(collected(rt, "frames")) >= 30, 20)
-        info = rt.services["streams"].get("cam1")["ingest"]
+        info = rt.scope.streams.get("cam1")["ingest"]
     packets = collected(rt, "packets")
     first = packets[0]
     assert first.keyframe and NAL_SPS in [nal_type(n) for n in split_nals(first.data)]
@@ -58,7 +58,7 @@ async def test_publisher_killed_and_restarted_mid_stream(procs: Processes, free_
         first = procs.publish_rtmp(url, seconds=30)
         assert await wait_for(lambda: len(collected(rt, "frames")) >= 20, 20)
         procs.kill(first)  # SIGKILL: no FCUnpublish, the socket just dies
-        assert await wait_for(lambda: rt.services["streams"].get("cam1")["ingest"]["state"] == "waiting", 5)
+        assert await wait_for(lambda: rt.scope.streams.get("cam1")["ingest"]["state"] == "waiting", 5)
         before = len(collected(rt, "packets"))
         states = {name: r.stats.state for name, r in rt.runners.items()}
         procs.publish_rtmp(url, seconds=30)

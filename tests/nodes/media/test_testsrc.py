@@ -36,7 +36,7 @@ async def test_testsrc_packets_decode_with_keyframes_on_the_gop() -> None:
     frames = collected(rt, "frames")
     assert len(frames) == 45 and frames[0].image.shape == (240, 320, 3)
     assert [f.frame_id for f in frames] == list(range(45))
-    info = rt.services["streams"].get("default")["ingest"]
+    info = rt.scope.streams.get("default")["ingest"]
     assert info["packets"] == 45 and info["width"] == 320 and info["state"] == "ended"
 
 

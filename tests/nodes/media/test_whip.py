@@ -82,8 +82,8 @@ async def test_whip_publish_passthrough_and_delete() -> None:
                 unknown = await http.delete(base + "/whip/cam/nope", headers={"Authorization": "Bearer s3cret"})
                 ended = await http.delete(base + publisher.location, headers={"Authorization": "Bearer s3cret"})
             assert unknown.status == 404 and ended.status == 200
-            assert await wait_for(lambda: rt.services["streams"].get("cam")["ingest"]["state"] == "waiting", 5)
-            info = rt.services["streams"].get("cam")["ingest"]
+            assert await wait_for(lambda: rt.scope.streams.get("cam")["ingest"]["state"] == "waiting", 5)
+            info = rt.scope.streams.get("cam")["ingest"]
         finally:
             await publisher.close()
     packets = collected(rt, "packets")
@@ -101,7 +101,7 @@ async def test_next_publisher_resumes_the_same_stream() -> None:
             assert await wait_for(lambda: len(collected(rt, "frames")) >= 10, 15)
         finally:
             await first.close()  # gone without a DELETE: the connection just closes
-        assert await wait_for(lambda: rt.services["streams"].get("cam")["ingest"]["state"] == "waiting", 10)
+        assert await wait_for(lambda: rt.scope.streams.get("cam")["ingest"]["state"] == "waiting", 10)
         before = len(collected(rt, "packets"))
         second = Publisher(rt.server.url + "/whip/cam", "s3cret")
         await second.publish()
@@ -142,7 +142,7 @@ async def test_vp8_publisher_is_transcoded_to_h264() -> None:
             await publisher.close()
     packets = collected(rt, "packets")
     assert packets[0].keyframe and packets[0].width == 320 and packets[0].codec == "h264"
-    assert rt.services["streams"].get("cam")["ingest"]["codec_in"] == "vp8"
+    assert rt.scope.streams.get("cam")["ingest"]["codec_in"] == "vp8"
 
 
 async def test_keyframe_request_becomes_a_pli_to_the_publisher() -> None:

@@ -9,7 +9,6 @@ import torch
 from flowgraph.errors import GraphError
 from flowgraph.messages import Tracks, VideoFrame
 from flowgraph.nodes.synth import Scene, SceneConfig
-from flowgraph.streams import streams
 from flowgraph.testing import collected, compile_text, running
 
 from .synth_eval import make_node
@@ -41,7 +40,7 @@ async def test_vibrio_in_a_graph_answers_every_analysed_frame() -> None:
                 break
             await rt.runners["src"].node.wait_stopping(0.05)
         received = collected(rt, "sink")
-        registry = streams(rt.services).get("cam")
+        registry = rt.scope.streams.get("cam")
     assert received and all(isinstance(m, Tracks) for m in received)
     assert all(m.stream_id == "cam" and m.frame is not None and m.frame.frame_id == m.frame_id for m in received)
     assert [m.frame_id for m in received] == sorted(m.frame_id for m in received)
@@ -116,7 +115,7 @@ def test_streams_are_tracked_apart_and_reported(monkeypatch: pytest.MonkeyPatch)
     truth_a = {p.person_id for p in frames_a[-1][1].people if p.visible_fraction > 0.8}
     assert len(last["a"].tracks) == len(truth_a)
     assert min(t.track_id for t in last["b"].tracks) == 1  # ids count per stream
-    registry = streams(node.ctx.services)
+    registry = node.ctx.streams
     report_b = registry.get("b")
     assert report_b is not None
     b = report_b["vibrio"]

@@ -67,7 +67,6 @@ class H264Gen(Node):
         self.lose = 0
         self.lost_seqs: list[int] = []
         self._force = False
-        self.ctx.services.setdefault("h264gen", {})[self.name] = self
 
     async def on_control(self, msg: Control) -> None:
         if msg.command == "keyframe":

@@ -75,7 +75,7 @@ async def test_viewers_hold_after_a_gap_and_resume_at_a_requested_keyframe(where
         page = await browser.open(f"{rt.server.url}/?stats=0")
         await page.wait_for("window.fg && window.fg.frames > 30", timeout=20)
         before = await inbound(page)
-        gen = rt.services["h264gen"]["src"]
+        gen = rt.runners["src"].node
         out = rt.runners["out"].node
         assert before["keys"] == 1 and gen.keyframes_forced == 0, before
         lost_at = time.monotonic()

@@ -36,7 +36,7 @@ async def test_gop_cache_serves_a_joining_viewer_without_a_keyframe_request() ->
         viewer, _ = await watch(rt.server.url)
         try:
             await asyncio.wait_for(viewer.first_frame, 5)
-            gen = rt.services["h264gen"]["src"]
+            gen = rt.runners["src"].node
             assert gen.keyframes_requested == 0
             stats = await rt.runners["out"].node.viewer_stats()
             assert stats["viewers"][0]["video"]["burst_frames"] > 3
@@ -50,7 +50,7 @@ async def test_keyframe_join_mode_asks_the_source() -> None:
         viewer, _ = await watch(rt.server.url)
         try:
             await asyncio.wait_for(viewer.first_frame, 5)
-            gen = rt.services["h264gen"]["src"]
+            gen = rt.runners["src"].node
             assert gen.keyframes_requested >= 1, "the control edge did not reach the source"
             stats = await rt.runners["out"].node.viewer_stats()
             assert stats["viewers"][0]["video"]["burst_frames"] == 0
