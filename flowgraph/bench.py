@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             output, code = f"{partial}\n(timed out after {args.timeout:.0f} s)", 124
         seconds = time.monotonic() - started
         status = "ok" if code == 0 else f"exit {code}"
+        missing = [line.strip() for line in output.splitlines() if "unavailable:" in line]
+        if missing:  # a baseline that could not run is named in the report, never silently left out
+            status += f", {len(missing)} case(s) unavailable: " + "; ".join(missing)
         failures += code != 0
         print(f"      {status} in {seconds:.0f} s", flush=True)
         (out / f"{script.stem}.txt").write_text(output, encoding="utf-8")

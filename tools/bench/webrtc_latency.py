@@ -24,7 +24,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import record
+from _report import record, unavailable_row
 from _webrtc_common import (
     flowgraph_server,
     janus_server,
@@ -104,11 +104,17 @@ def print_tables(results: list[dict[str, Any]]) -> None:
     print("\nglass-to-glass latency, 720p30 (ms; expected display time − capture stamp)")
     print(f"{'server':<24}{'frames':>8}{'p50':>8}{'p90':>8}{'p99':>8}{'max':>8}{'recv→disp p50':>15}")
     for r in results:
+        if "error" in r:
+            print(unavailable_row(r["case"], r["error"]))
+            continue
         lat = r.get("latency")
         if lat:
             print(f"{r['case']:<24}{lat['frames']:>8}{fmt(lat['p50_ms']):>8}{fmt(lat['p90_ms']):>8}"
                   f"{fmt(lat['p99_ms']):>8}{fmt(lat['max_ms']):>8}{fmt(lat['receive_to_display_p50_ms']):>15}")
     print("\nviewer connect (ms from the offer; first picture / live within 80 ms), p50 and max")
+    for r in results:
+        if "error" in r:
+            print(unavailable_row(r["case"], r["error"]))
     print(f"{'server':<24}{'page':<16}{'first p50':>10}{'first max':>10}{'live p50':>10}{'live max':>10}"
           f"{'never live':>11}{'failed':>8}")
     for r in results:

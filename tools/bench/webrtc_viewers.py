@@ -25,7 +25,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import record
+from _report import record, unavailable_row
 from _webrtc_common import (
     PY,
     Proc,
@@ -216,14 +216,18 @@ async def main() -> None:
     counts = [int(c) for c in args.counts.split(",")]
     naive = [int(c) for c in args.naive_counts.split(",")]
     rows: list[dict[str, Any]] = []
+    failed: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="fg-viewers-") as tmpdir:
         for name in args.cases.split(","):
             try:
                 rows += await run_case(name, naive if name == "naive-encode" else counts, args.seconds,
                                        Path(tmpdir))
-            except Exception as exc:
+            except Exception as exc:  # the table says so: a missing baseline must not vanish from the report
                 print(f"case {name} failed: {exc!r}", file=sys.stderr)
+                failed.append((name, repr(exc)))
     print_table(rows)
+    for name, why in failed:
+        print(unavailable_row(name, why, 22))
     record("webrtc_viewers", rows)
 
 
