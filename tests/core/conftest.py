@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from flowgraph.context import NodeContext
 from flowgraph.messages import Data, Message
 from flowgraph.node import Node
 from flowgraph.params import param
@@ -21,8 +22,12 @@ class Square(Node):
     inp = Input(Data)
     out = Output(Data)
 
+    def __init__(self, ctx: NodeContext, params: object = None) -> None:
+        super().__init__(ctx, params)
+        self.threads: set[str] = set()
+        self.priority = 0
+
     def process(self, msg: Data) -> Data:
-        self.threads = getattr(self, "threads", set())
         self.threads.add(threading.current_thread().name)
         self.priority = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         return Data(value=msg.value * msg.value).like(msg)
@@ -95,8 +100,11 @@ class Increment(Node):
     inp = Input(Data)
     out = Output(Data)
 
+    def __init__(self, ctx: NodeContext, params: object = None) -> None:
+        super().__init__(ctx, params)
+        self.threads: set[str] = set()
+
     def process(self, msg: Data) -> Data:
-        self.threads = getattr(self, "threads", set())
         self.threads.add(threading.current_thread().name)
         return Data(value=msg.value + 1).like(msg)
 
@@ -121,8 +129,12 @@ class Crashy(Node):
         fail: int = 2
         count: int = 3
 
+    def __init__(self, ctx: NodeContext, params: Crashy.Params | None = None) -> None:
+        super().__init__(ctx, params)
+        self.runs = 0
+
     async def run(self) -> None:
-        self.runs = getattr(self, "runs", 0) + 1
+        self.runs += 1
         if self.runs <= self.params.fail:
             raise RuntimeError(f"source failure {self.runs}")
         for i in range(self.params.count):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flowgraph.context import NodeContext
 from flowgraph.messages import Data, Message, VideoFrame
+from flowgraph.metrics import Samples
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
@@ -124,11 +127,13 @@ class Collect(Node):
         keep: int = param(10_000, "messages kept in memory (oldest dropped first)", minimum=0)
         path: str = param("", "append one JSON line per message to this file ('' = none)")
 
-    async def start(self) -> None:
-        from collections import deque
-
+    def __init__(self, ctx: NodeContext, params: Collect.Params | None = None) -> None:
+        super().__init__(ctx, params)
         self.received: deque[Message] = deque(maxlen=self.params.keep or None)
         self.count = 0
+        self._file: Any = None
+
+    async def start(self) -> None:
         self._file = open(self.params.path, "a", encoding="utf-8") if self.params.path else None  # noqa: ASYNC230
 
     async def process(self, msg: Message) -> None:
@@ -149,9 +154,8 @@ class FrameProbe(Node):
 
     frames = Input(VideoFrame)
 
-    async def start(self) -> None:
-        from flowgraph.metrics import Samples
-
+    def __init__(self, ctx: NodeContext, params: object = None) -> None:
+        super().__init__(ctx, params)
         self.count = 0
         self.size: tuple[int, int] | None = None
         self.age = Samples()
@@ -171,7 +175,8 @@ class Log(Node):
     class Params:
         every: int = param(1, "log one message in this many", minimum=1)
 
-    async def start(self) -> None:
+    def __init__(self, ctx: NodeContext, params: Log.Params | None = None) -> None:
+        super().__init__(ctx, params)
         self._n = 0
 
     async def process(self, msg: Message) -> None:
@@ -192,11 +197,15 @@ class Fail(Node):
         first: int = param(0, "raise on the first N messages", minimum=0)
         on_start: int = param(0, "raise in start() this many times", minimum=0)
 
+    def __init__(self, ctx: NodeContext, params: Fail.Params | None = None) -> None:
+        super().__init__(ctx, params)
+        self.starts = 0
+        self._n = 0  # counts across restarts (the node object survives them), so `first: N` fails N messages
+
     async def start(self) -> None:
-        self.starts = getattr(self, "starts", 0) + 1
+        self.starts += 1
         if self.starts <= self.params.on_start:
             raise RuntimeError(f"injected start failure {self.starts}")
-        self._n = getattr(self, "_n", 0)  # counts across restarts, so `first: N` fails only N messages
 
     async def process(self, msg: Message) -> None:
         self._n += 1
