@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flowgraph.context import NodeContext
 from flowgraph.errors import GraphError, ParamsError
 from flowgraph.messages import ANALYTICS_TYPES, Analytics, Message, Poses, Tracks
 from flowgraph.node import Node
@@ -84,12 +85,8 @@ class Fuse(Node):
                 except GraphError as exc:
                     raise ParamsError(f"rules file: {exc}", ("rules_file",), "a valid rules file") from None
 
-    async def setup(self) -> None:
-        from .api import api_for
-
-        api_for(self.ctx).add_fuse(self)
-
-    async def start(self) -> None:
+    def __init__(self, ctx: NodeContext, params: Fuse.Params | None = None) -> None:
+        super().__init__(ctx, params)
         p = self.params
         registry: RingRegistry = rings(self.ctx)
         registry.configure(max_frames=p.buffer_frames, max_seconds=p.buffer_seconds, max_messages=p.buffer_messages)
@@ -108,6 +105,15 @@ class Fuse(Node):
         self.rules_errors = 0
         self.rules_error: str | None = None
         self._rules_mtime = _mtime(p.rules_file) if p.rules_file else None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def setup(self) -> None:
+        from .api import api_for
+
+        api_for(self.ctx).add_fuse(self)
+
+    async def start(self) -> None:
+        p = self.params
         self._tasks = [asyncio.create_task(self._deadlines(), name=f"{self.name}:deadlines")]
         if p.rules_file:
             self._tasks.append(asyncio.create_task(self._watch_rules(), name=f"{self.name}:rules"))
@@ -123,9 +129,9 @@ class Fuse(Node):
         return BRANCHES
 
     async def stop(self) -> None:
-        for task in getattr(self, "_tasks", []):
+        for task in self._tasks:
             task.cancel()
-        for task in getattr(self, "_tasks", []):
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
@@ -265,8 +271,6 @@ class Fuse(Node):
         return True
 
     def counters(self) -> dict[str, Any]:
-        if not hasattr(self, "joiner"):
-            return {}
         return {**self.joiner.counters(), **self.engine.counters(), "late_emitted": self.late_emitted,
                 "late_dropped": self.late_dropped, "rules_version": self.book.version,
                 "rules_errors": self.rules_errors, "streams": len(self._seen)}

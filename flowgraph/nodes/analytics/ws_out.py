@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flowgraph.context import Key
+from flowgraph.context import Key, NodeContext
 from flowgraph.messages import ANALYTICS_TYPES, Analytics
 from flowgraph.node import Node
 from flowgraph.params import param
@@ -67,22 +67,24 @@ class WsOut(Node):
         streams: list[str] = param([], "stream ids accepted before their first message")
         allow_unknown_streams: bool = param(False, "accept clients for any stream id (else 404 until known)")
 
-    async def setup(self) -> None:
-        from .api import api_for
-
+    def __init__(self, ctx: NodeContext, params: WsOut.Params | None = None) -> None:
+        super().__init__(ctx, params)
         p = self.params
         self.hub: WsHub = self.ctx.shared(WS_HUB, lambda: WsHub(
             queue_size=p.queue_size, high_water=p.high_water_kb * 1024, max_clients=p.max_clients,
             max_per_stream=p.max_clients_per_stream, stall_timeout_s=p.stall_timeout_s))
+        self.rings = rings(self.ctx)
+        self._reported: dict[str, tuple[float, int]] = {}
+
+    async def setup(self) -> None:
+        from .api import api_for
+
+        p = self.params
         server = self.ctx.server
         if not server.has_route("GET", p.path):
             server.add_get(p.path, self._connect)
             server.link("analytics WebSocket", p.path)
         api_for(self.ctx).hub = self.hub
-        self._reported: dict[str, tuple[float, int]] = {}
-
-    async def start(self) -> None:
-        self.rings = rings(self.ctx)
 
     async def stop(self) -> None:
         await self.hub.close_all()
@@ -103,8 +105,7 @@ class WsOut(Node):
         self.ctx.streams.update(stream_id, "ws_out", viewers=count)
 
     def counters(self) -> dict[str, Any]:
-        hub = getattr(self, "hub", None)
-        return {} if hub is None else {k: v for k, v in hub.stats().items() if k != "streams"}
+        return {k: v for k, v in self.hub.stats().items() if k != "streams"}
 
     # -- connections ----------------------------------------------------------------------------------------
     def _known(self, stream_id: str) -> bool:
