@@ -42,14 +42,13 @@ def test_validate_with_set_override(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_validate_nodes_viz_do_not_import_heavy_libraries() -> None:
     code = (
-        "import sys, time; t = time.perf_counter(); from flowgraph.cli import main;"
+        "import sys; from flowgraph.cli import main;"
         f"main(['validate', {str(HELLO)!r}]); main(['nodes']); main(['viz', {str(HELLO)!r}, '--format', 'mermaid']);"
-        f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules)); print('SECONDS', time.perf_counter() - t)"
+        f"print('HEAVY', sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
-    seconds = float(result.stdout.split("SECONDS")[1])
-    assert seconds < 5  # generous for a loaded CI box; ~0.2 s on an idle one (see README)
+    # how fast that is, is a benchmark's question: tools/bench/cli_startup.py
 
 
 def test_nodes_lists_ports_types_and_params(capsys: pytest.CaptureFixture[str]) -> None:
