@@ -1,4 +1,4 @@
-"""``flowgraph`` command line: run | validate | viz | nodes | top | bench."""
+"""``flowgraph`` command line: run | validate | diff | viz | nodes | top | bench."""
 
 from __future__ import annotations
 
@@ -62,6 +62,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             logging.getLogger("flowgraph.place").info("%s: %s -> %s", name, node.device_why, node.device)
     runtime = Runtime(plan, host=args.host, port=args.port, metrics_port=args.metrics_port,
                       drain_timeout=args.drain_timeout, serve=args.serve or args.top or None)
+    if args.watch:
+        from .live import LiveGraph
+        from .spec import read_graph_file
+
+        file, text = read_graph_file(args.graph)
+        runtime.live = LiveGraph(runtime, file, text, overrides=args.set)
 
     async def main() -> int:
         task = asyncio.ensure_future(runtime.run())
@@ -75,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         extra: list[asyncio.Task[Any]] = []
         if args.duration:
             extra.append(asyncio.create_task(_stop_after(runtime, args.duration)))
+        if runtime.live is not None and runtime.ready.is_set():
+            extra.append(asyncio.create_task(runtime.live.watch(args.graph)))
         if args.top:
             from .top import live_table
 
@@ -96,6 +104,23 @@ async def _stop_after(runtime: Any, seconds: float) -> None:
     await runtime.ready.wait()
     await asyncio.sleep(seconds)
     runtime.request_stop()
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """Exit 0 when the two graphs would run the same, 1 when they differ, 2 when either is invalid."""
+    from .compile import compile_plan
+    from .live import unfused
+    from .rewire import diff_plans
+    from .spec import load_spec
+
+    try:
+        old, new = (unfused(compile_plan(load_spec(path, overrides=args.set))) for path in (args.old, args.new))
+    except FlowgraphError as exc:
+        _print_errors(exc)
+        return EXIT_INVALID
+    changes = diff_plans(old, new)
+    print(json.dumps(changes.to_dict(), indent=2) if args.json else changes.describe())
+    return EXIT_OK if changes.empty else EXIT_FAILED
 
 
 def cmd_viz(args: argparse.Namespace) -> int:
@@ -182,7 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", action="store_true", help="show a live table of node and edge metrics")
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds")
     p.add_argument("--drain-timeout", type=float, default=5.0, help="seconds lossless edges may take to drain")
+    p.add_argument("--watch", action="store_true",
+                   help="apply edits of the graph file while it runs (and PUT /api/graph when GRAPH_TOKEN is set)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("diff", help="what changing graph OLD into NEW would do to a running graph")
+    p.add_argument("old", help="graph YAML as it runs")
+    p.add_argument("new", help="the edited graph YAML")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override in both")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("viz", help="draw a graph (dot, svg, png, mermaid, html)")
     graph_args(p)

@@ -54,6 +54,8 @@ class Node:
     gpu: ClassVar[bool] = False
     #: Name in the registry; set when registered.
     type_name: ClassVar[str] = ""
+    #: Params that a live edit of the graph changes in place (:meth:`update_params`), without a restart.
+    live_params: ClassVar[frozenset[str]] = frozenset()
 
     inputs: ClassVar[dict[str, Input[Any]]] = {}
     outputs: ClassVar[dict[str, Output[Any]]] = {}
@@ -112,6 +114,10 @@ class Node:
 
     async def flush(self) -> None:
         """Every input has ended: emit whatever is still held."""
+
+    def update_params(self, params: Any) -> None:
+        """A live edit changed only params in ``live_params``: take them. Override when state derives from them."""
+        self.params = params
 
     # -- helpers ----------------------------------------------------------------------------------------------
     async def offload(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

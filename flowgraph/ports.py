@@ -73,11 +73,20 @@ class BoundOutput(Generic[M]):
         self.sent = 0
 
     @property
+    def channels(self) -> tuple[Channel, ...]:
+        return tuple(self._channels)
+
+    @property
     def connected(self) -> bool:
         return bool(self._channels or self._fused)
 
     def connect(self, channel: Channel) -> None:
         self._channels.append(channel)
+
+    def disconnect(self, channel: Channel) -> None:
+        """Stop sending to ``channel`` (live re-wiring); a channel not connected here is ignored."""
+        if channel in self._channels:
+            self._channels.remove(channel)
 
     def fuse(self, deliver: Callable[[Any], Awaitable[None]]) -> None:
         self._fused.append(deliver)

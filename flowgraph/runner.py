@@ -54,12 +54,19 @@ class NodeRunner:
         self.fused_consumers: list[NodeRunner] = []
         self.fused = False
         self.stopped = False
+        #: Set by a live edit that replaces this node: its outputs are handed to the successor, not closed.
+        self.handover = False
         self._log_frames = False
 
     # -- wiring ---------------------------------------------------------------------------------------------
     def attach_input(self, port: str, channel: Channel, feedback: bool = False) -> None:
         channel.on_ready(self._notify)
         self.inputs.append((port, channel, feedback))
+
+    def detach_input(self, channel: Channel) -> None:
+        """Stop reading ``channel`` (live re-wiring); its queued messages stay in it for whoever attaches next."""
+        self.inputs = [entry for entry in self.inputs if entry[1] is not channel]
+        self._notify()
 
     def _notify(self) -> None:
         waiter = self._wakeup
@@ -131,8 +138,9 @@ class NodeRunner:
                 except Exception as exc:
                     self.node.log.error("flush() failed: %s", exc, exc_info=exc)
         finally:
-            for output in self.node._outputs.values():
-                output.close()
+            if not self.handover:
+                for output in self.node._outputs.values():
+                    output.close()
             if natural:
                 self.stats.state = "finished"
             elif self.stats.state != "failed":
@@ -160,11 +168,11 @@ class NodeRunner:
     # -- consuming ------------------------------------------------------------------------------------------
     async def _consume(self, forever: bool = False) -> None:
         """Handle queued input messages until every input ended (or, ``forever``, until cancelled)."""
-        inputs = self.inputs
-        count = len(inputs)
         loop = asyncio.get_running_loop()
         turn = 0
         while True:
+            inputs = self.inputs  # a live edit may replace the list between passes
+            count = len(inputs)
             progressed = False
             for i in range(count):
                 port, channel, _ = inputs[(turn + i) % count]

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import signal
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .channel import Channel
 from .compile import ExecutionPlan
@@ -20,6 +20,9 @@ from .context import GraphScope, NodeContext
 from .errors import NodeError
 from .metrics import RateMeter, prometheus_lines
 from .runner import NodeRunner
+
+if TYPE_CHECKING:
+    from .live import LiveGraph
 
 log = logging.getLogger("flowgraph.runtime")
 
@@ -56,6 +59,11 @@ class Runtime:
         self._signals = 0
         self.ready = asyncio.Event()
         self.exit_code: int | None = None
+        #: Every node task of the run; live re-wiring adds the tasks of nodes it starts (:meth:`adopt`).
+        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks_changed = asyncio.Event()
+        #: Set by ``flowgraph run --watch`` (or an embedder) to accept new versions of the graph while it runs.
+        self.live: LiveGraph | None = None
 
     # -- construction ---------------------------------------------------------------------------------------
     def _server(self) -> Any:
@@ -107,7 +115,6 @@ class Runtime:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, self._on_signal)
-        tasks: list[asyncio.Task[None]] = []
         try:
             for runner in self.runners.values():
                 await runner.setup()
@@ -123,10 +130,9 @@ class Runtime:
             self._rates.origin = self.started_at
             for name in reversed(self.plan.order):
                 if not self.runners[name].fused:
-                    tasks.append(self.runners[name].launch())
+                    self.adopt(self.runners[name].launch())
             self.ready.set()
-            finished: asyncio.Future[list[Any]] = asyncio.ensure_future(
-                asyncio.gather(*tasks, return_exceptions=True))
+            finished: asyncio.Future[list[Any]] = asyncio.ensure_future(self._until_finished())
             stop: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
             await asyncio.wait([finished, stop], return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
@@ -147,6 +153,25 @@ class Runtime:
             log.error("graph %r stopped: %s", self.plan.name, self.failure)
             return 1
         return 0
+
+    def adopt(self, task: asyncio.Task[None]) -> None:
+        """Count ``task`` among the node tasks the run waits for (started now or later, by a live edit)."""
+        self._tasks.append(task)
+        self._tasks_changed.set()
+
+    async def _until_finished(self) -> list[Any]:
+        """Wait until every node task, including ones adopted meanwhile, has ended; their outcomes."""
+        while True:
+            pending = [task for task in self._tasks if not task.done()]
+            if not pending:
+                break
+            self._tasks_changed.clear()
+            changed = asyncio.ensure_future(self._tasks_changed.wait())
+            try:
+                await asyncio.wait([*pending, changed], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+        return [asyncio.CancelledError() if task.cancelled() else task.exception() for task in self._tasks]
 
     def _on_signal(self) -> None:
         self._signals += 1
@@ -255,7 +280,10 @@ class Runtime:
             return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
         async def graph(request: web.Request) -> web.Response:
-            return web.json_response(self.plan.to_dict())
+            body = self.plan.to_dict()
+            if self.live is not None:
+                body["live"] = self.live.status()
+            return web.json_response(body)
 
         async def health(request: web.Request) -> web.Response:
             failed = [n for n, r in self.runners.items() if r.stats.state == "failed"]
@@ -269,6 +297,8 @@ class Runtime:
         for path, handler in (("/api/metrics", metrics_json), ("/api/graph", graph), ("/api/streams", stream_list)):
             if not server.has_route("GET", path):
                 server.add_get(path, handler)
+        if self.live is not None:
+            self.live.add_routes(server)
         if not server.has_route("GET", "/metrics"):
             server.add_get("/metrics", metrics_prom)
         if not server.has_route("GET", "/healthz"):

@@ -103,10 +103,11 @@ class Slow(Node):
 
     inp = Input(Message)
     out = Output(Message, follows="inp")
+    live_params = frozenset({"delay_s"})
 
     @dataclass
     class Params:
-        delay_s: float = param(0.1, "seconds spent on each message", minimum=0)
+        delay_s: float = param(0.1, "seconds spent on each message (live: an edit changes it in place)", minimum=0)
         mode: Literal["sleep", "busy"] = param("sleep", "sleep (async) or busy (block the worker thread)")
 
     async def process(self, msg: Message) -> None:

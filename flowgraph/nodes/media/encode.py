@@ -51,6 +51,14 @@ class Encode(Node):
         overlay: bool = param(False, "burn in the newest analytics (boxes, ids, skeletons, speeds)")
         overlay_max_age_s: float = param(0.5, "analytics older than this are not drawn", exclusiveMinimum=0)
 
+    live_params = frozenset({"bitrate_kbps"})
+
+    def update_params(self, params: Encode.Params) -> None:
+        """A live graph edit of ``bitrate_kbps`` retargets the running encoder from its next frame."""
+        if params.bitrate_kbps != self.params.bitrate_kbps:
+            self.set_bitrate(params.bitrate_kbps)
+        self.params = params
+
     async def start(self) -> None:
         from .packetizer import IngestCounters, PacketMaker
 

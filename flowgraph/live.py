@@ -1,0 +1,296 @@
+"""Live re-wiring: a new version of a running graph's YAML is checked whole, then only its difference is applied.
+
+An invalid version changes nothing (its ``file:line:col`` error is logged and kept for ``/api/graph``). A valid
+one is compared with the running plan (:mod:`.rewire`) and applied in three steps:
+
+1. *stop* what goes: removed nodes drain their inputs by policy (``block`` edges are emptied first) and end;
+   restarted nodes are detached from their channels first, so the messages queued for them wait for their
+   successor; edges that disappear leave their consumer's input list (what they still held is counted as lost);
+2. *build* what comes: new nodes (and the new instances of restarted ones) get channels — the kept ones, still
+   holding their messages, or new ones with the new size and policy;
+3. *start* them, sinks first, and hand their tasks to the runtime.
+
+Unchanged nodes are never touched: their objects, state, channels and clients (viewers, publishers, WebSocket
+clients) stay as they are. Params a node type declares live (``Node.live_params``) change in place.
+
+A node that serves HTTP routes (it overrides ``setup``) cannot be added, removed or restarted live — the
+server's routes are fixed once it listens — and such an edit is refused with a message naming the node;
+changing its live params is fine. Edges are never fused in a graph that can be edited live (a fused consumer
+has no channel to re-route).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .channel import Channel
+from .compile import ExecutionPlan, compile_plan
+from .errors import FlowgraphError
+from .node import Node, NodeContext
+from .registry import Registry
+from .rewire import GraphDiff, diff_plans, edge_key
+from .runner import NodeRunner
+from .spec import parse_spec
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+    from .server import GraphServer
+
+log = logging.getLogger("flowgraph.live")
+
+#: Largest graph document accepted by ``PUT /api/graph`` (the loader's own file limit).
+MAX_GRAPH_BYTES = 1 << 20
+
+
+def unfused(plan: ExecutionPlan) -> ExecutionPlan:
+    """The plan with every edge a channel (see the module docstring)."""
+    for edge in plan.edges:
+        edge.fused = False
+    for node in plan.nodes.values():
+        node.stage = node.name
+    return plan
+
+
+def serves_http(cls: type[Node]) -> bool:
+    return cls.setup is not Node.setup
+
+
+@dataclass
+class Version:
+    number: int
+    applied_at: float
+    source: str  # "start", "watch", "PUT /api/graph"
+    sha256: str
+    summary: str
+    seconds: float = 0.0
+    diff: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ApplyResult:
+    ok: bool
+    changed: bool = False
+    version: int | None = None
+    diff: GraphDiff | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    lost: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "changed": self.changed, "version": self.version, "error": self.error,
+                "seconds": round(self.seconds, 4), "lost": self.lost,
+                "diff": self.diff.to_dict() if self.diff is not None else None}
+
+
+class LiveGraph:
+    """Applies new versions of a running graph's YAML to its runtime, one at a time."""
+
+    def __init__(self, runtime: Runtime, file: str, text: str, *, registry: Registry | None = None,
+                 overrides: list[str] | None = None, env: dict[str, str] | None = None,
+                 history: int = 50) -> None:
+        self.runtime = runtime
+        self.file = file
+        self.registry = registry
+        self.overrides = overrides
+        self.env = env
+        self.history: list[Version] = [Version(1, time.time(), "start", _sha(text), "started")]
+        self.history_size = history
+        self.last_error: str | None = None
+        self.lost = 0
+        self._lock = asyncio.Lock()
+        self._text = text
+        unfused(runtime.plan)
+
+    # -- applying ---------------------------------------------------------------------------------------------
+    async def apply_text(self, text: str, source: str = "api") -> ApplyResult:
+        """Check ``text`` as a whole graph and apply what differs from the running one."""
+        async with self._lock:
+            started = time.monotonic()
+            try:
+                new = unfused(compile_plan(parse_spec(text, self.file, self.overrides, self.env), self.registry))
+            except FlowgraphError as exc:
+                self.last_error = str(exc)
+                log.error("graph edit refused, the running graph is unchanged:\n%s", exc)
+                return ApplyResult(ok=False, error=str(exc))
+            diff = diff_plans(self.runtime.plan, new)
+            if diff.empty:
+                self._text = text
+                return ApplyResult(ok=True, diff=diff, version=self.history[-1].number)
+            refused = self._refusal(diff, new)
+            if refused:
+                self.last_error = refused
+                log.error("graph edit refused, the running graph is unchanged: %s", refused)
+                return ApplyResult(ok=False, diff=diff, error=refused)
+            lost = await self._apply(new, diff)
+            seconds = time.monotonic() - started
+            self.lost += lost
+            self.last_error = None
+            self._text = text
+            version = Version(self.history[-1].number + 1, time.time(), source, _sha(text),
+                              diff.describe().splitlines()[0], seconds, diff.to_dict())
+            self.history = [*self.history, version][-self.history_size:]
+            log.info("graph version %d applied in %.0f ms (%s):\n%s", version.number, seconds * 1000, source,
+                     diff.describe())
+            return ApplyResult(ok=True, changed=True, version=version.number, diff=diff, seconds=seconds,
+                               lost=lost)
+
+    def _refusal(self, diff: GraphDiff, new: ExecutionPlan) -> str | None:
+        old = self.runtime.plan
+        serving = sorted({n for n in diff.touched() if serves_http((new.nodes.get(n) or old.nodes[n]).cls)
+                          or (n in old.nodes and serves_http(old.nodes[n].cls))})
+        if serving:
+            kinds = ", ".join(f"{n!r} ({(old.nodes.get(n) or new.nodes[n]).node_type})" for n in serving)
+            return (f"node(s) {kinds} serve HTTP routes, which are fixed once the server listens: adding, removing "
+                    f"or restarting them needs a restart of the graph (their live params can change in place)")
+        return None
+
+    async def _apply(self, new: ExecutionPlan, diff: GraphDiff) -> int:
+        rt = self.runtime
+        old = rt.plan
+        going = set(diff.removed) | set(diff.restarted)
+        coming = set(diff.added) | set(diff.restarted)
+        for name in diff.live:
+            runner = rt.runners[name]
+            runner.node.update_params(new.nodes[name].params)
+            runner.plan = new.nodes[name]
+
+        channels = {edge_key(edge): channel for edge, channel in rt.channels if channel is not None}
+        new_edges = {edge_key(e): e for e in new.edges}
+        kept = {key for key in channels if key in new_edges and key not in diff.edges_changed}
+        lost = 0
+        # 1. stop what goes. Nodes that stay keep sending into kept channels throughout; a going node finishes
+        #    the message it holds and hands its output channels over unclosed (their consumers see no end).
+        for key, channel in channels.items():
+            producer, consumer = rt.runners[key[0]], rt.runners[key[2]]
+            if key not in kept and key[0] not in going:
+                producer.node._outputs[key[1]].disconnect(channel)
+            if key in kept:
+                if key[2] in going:
+                    consumer.detach_input(channel)  # its messages wait for the successor
+            elif key[2] in going and key[2] not in coming:
+                channel.close()  # a removed consumer drains what is queued, by its policy, then ends
+            else:
+                lost += len(channel)
+                consumer.detach_input(channel)
+        stopping = [rt.runners[name] for name in old.order if name in going]
+        for runner in stopping:
+            runner.handover = True
+            runner.request_stop()
+        tasks = [r.task for r in stopping if r.task is not None and not r.task.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=rt.drain_timeout)
+            for task in pending:
+                log.warning("node task %s did not stop within %.1fs: cancelled", task.get_name(), rt.drain_timeout)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        for runner in stopping:
+            await runner.stop()
+            for output in runner.node._outputs.values():
+                for channel in list(output.channels):
+                    output.disconnect(channel)
+            del rt.runners[runner.name]
+        # 2. build what comes
+        for name in new.order:
+            if name in coming:
+                node_plan = new.nodes[name]
+                connected = frozenset(edge.target_port for edge in new.inputs_of(name))
+                ctx = NodeContext(name=name, device=node_plan.device, scope=rt.scope, inputs=connected)
+                rt.runners[name] = NodeRunner(node_plan, ctx, rt._fatal)
+        wired: list[tuple[Any, Channel | None]] = []
+        for key, edge in new_edges.items():
+            channel = channels[key] if key in kept else Channel(edge.label, edge.queue, edge.policy)
+            if key not in kept or key[0] in coming:
+                rt.runners[key[0]].node._outputs[key[1]].connect(channel)
+            if key not in kept or key[2] in coming:
+                rt.runners[key[2]].attach_input(key[3], channel, edge.feedback)
+            wired.append((edge, channel))
+        rt.channels = wired
+        rt.plan = new
+        # 3. start, sinks first
+        fresh = [rt.runners[name] for name in reversed(new.order) if name in coming]
+        for runner in fresh:
+            await runner.setup()
+        for runner in fresh:
+            try:
+                await runner.start()
+            except Exception as exc:  # the graph goes on; this node reports its failure like any other
+                runner.stats.state = "failed"
+                runner.stats.errors += 1
+                runner.stats.last_error = f"start() failed: {exc}"
+                log.error("node %s: start() failed after the edit: %s", runner.name, exc, exc_info=exc)
+        for runner in fresh:
+            if runner.stats.state != "failed":
+                rt.adopt(runner.launch())
+        return lost
+
+    # -- sources of new versions ----------------------------------------------------------------------------
+    async def watch(self, path: str | Path, interval: float = 0.2) -> None:
+        """Apply the file whenever its content changes (until cancelled)."""
+        target = Path(path)
+        seen = _sha(self._text)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                text = await asyncio.to_thread(target.read_text, encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                self.last_error = f"{target}: cannot read: {exc}"
+                continue
+            digest = _sha(text)
+            if digest != seen:
+                seen = digest
+                await self.apply_text(text, source="watch")
+
+    # -- HTTP -------------------------------------------------------------------------------------------------
+    def add_routes(self, server: GraphServer) -> None:
+        """``PUT /api/graph`` (a new YAML; bearer token from ``GRAPH_TOKEN``) and ``GET /api/graph/versions``."""
+        from aiohttp import web
+
+        from .server import json_error
+
+        token = (self.env if self.env is not None else os.environ).get("GRAPH_TOKEN", "")
+
+        async def put_graph(request: web.Request) -> web.Response:
+            if not token:
+                return json_error(403, "graph edits over HTTP are off: set GRAPH_TOKEN to a secret to turn them on")
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return json_error(401, "graph edits need 'Authorization: Bearer <GRAPH_TOKEN>'")
+            if request.content_length is not None and request.content_length > MAX_GRAPH_BYTES:
+                return json_error(413, f"graph document larger than {MAX_GRAPH_BYTES} bytes")
+            raw = await request.content.read(MAX_GRAPH_BYTES + 1)
+            if len(raw) > MAX_GRAPH_BYTES:
+                return json_error(413, f"graph document larger than {MAX_GRAPH_BYTES} bytes")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return json_error(400, f"graph document is not UTF-8 (byte {exc.start})")
+            result = await self.apply_text(text, source="PUT /api/graph")
+            return web.json_response(result.to_dict(), status=200 if result.ok else 400)
+
+        async def versions(request: web.Request) -> web.Response:
+            return web.json_response(self.status())
+
+        server.add_route("PUT", "/api/graph", put_graph)
+        server.add_get("/api/graph/versions", versions)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": self.history[-1].number,
+            "last_error": self.last_error,
+            "lost_in_edits": self.lost,
+            "history": [vars(v) for v in self.history],
+        }
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
