@@ -150,8 +150,8 @@ async def test_five_edits_in_one_second_end_in_the_last_one(plan) -> None:
     async with running(plan) as rt:
         live = live_runtime(rt)
         delays = [0.001 * k for k in range(2, 7)]
-        edits = [BASE.replace("delay_s: 0.001", f"delay_s: {d}") + f"  x{k}: {{node: collect, inputs: {{inp: t/out}}}}\n"
-                 for k, d in enumerate(delays)]
+        extra = "  x{k}: {{node: collect, inputs: {{inp: t/out}}}}\n"
+        edits = [BASE.replace("delay_s: 0.001", f"delay_s: {d}") + extra.format(k=k) for k, d in enumerate(delays)]
         results = await asyncio.gather(*(live.apply_text(text) for text in edits))
         assert all(r.ok and r.changed for r in results)
         assert rt.runners["s"].node.params.delay_s == delays[-1]
