@@ -234,13 +234,19 @@ class LiveGraph:
         return lost
 
     # -- sources of new versions ----------------------------------------------------------------------------
-    async def watch(self, path: str | Path, interval: float = 0.2) -> None:
-        """Apply the file whenever its content changes (until cancelled)."""
+    async def watch(self, path: str | Path, interval: float = 0.05) -> None:
+        """Apply the file whenever its content changes (until cancelled). Polls its size and mtime (cheap) and
+        reads it only when they move, so a save is picked up within ``interval``."""
         target = Path(path)
         seen = _sha(self._text)
+        stamp: tuple[int, int] | None = None
         while True:
             await asyncio.sleep(interval)
             try:
+                info = os.stat(target)  # one cheap syscall per poll; reading waits for a change
+                if (info.st_mtime_ns, info.st_size) == stamp:
+                    continue
+                stamp = (info.st_mtime_ns, info.st_size)
                 text = await asyncio.to_thread(target.read_text, encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 self.last_error = f"{target}: cannot read: {exc}"
