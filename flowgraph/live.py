@@ -13,10 +13,10 @@ one is compared with the running plan (:mod:`.rewire`) and applied in three step
 Unchanged nodes are never touched: their objects, state, channels and clients (viewers, publishers, WebSocket
 clients) stay as they are. Params a node type declares live (``Node.live_params``) change in place.
 
-A node that serves HTTP routes (it overrides ``setup``) cannot be added, removed or restarted live — the
-server's routes are fixed once it listens — and such an edit is refused with a message naming the node;
-changing its live params is fine. Edges are never fused in a graph that can be edited live (a fused consumer
-has no channel to re-route).
+A node that serves HTTP routes (it added routes in ``setup``) cannot be added, removed or restarted live — the
+server's routes are fixed once it listens — and such an edit is refused, before anything stops, with a message
+naming the node; changing its live params is fine. Edges are never fused in a graph that can be edited live (a
+fused consumer has no channel to re-route).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from .channel import Channel
 from .compile import ExecutionPlan, compile_plan
 from .errors import FlowgraphError
-from .node import Node, NodeContext
+from .node import NodeContext
 from .registry import Registry
 from .rewire import GraphDiff, diff_plans, edge_key
 from .runner import NodeRunner
@@ -58,10 +58,6 @@ def unfused(plan: ExecutionPlan) -> ExecutionPlan:
     for node in plan.nodes.values():
         node.stage = node.name
     return plan
-
-
-def serves_http(cls: type[Node]) -> bool:
-    return cls.setup is not Node.setup
 
 
 @dataclass
@@ -108,6 +104,7 @@ class LiveGraph:
         self.lost = 0
         self._lock = asyncio.Lock()
         self._text = text
+        self._fresh: dict[str, NodeRunner] = {}
         unfused(runtime.plan)
 
     # -- applying ---------------------------------------------------------------------------------------------
@@ -125,7 +122,7 @@ class LiveGraph:
             if diff.empty:
                 self._text = text
                 return ApplyResult(ok=True, diff=diff, version=self.history[-1].number)
-            refused = self._refusal(diff, new)
+            refused = self._refusal(diff) or await self._prepare(new, diff)
             if refused:
                 self.last_error = refused
                 log.error("graph edit refused, the running graph is unchanged: %s", refused)
@@ -143,14 +140,39 @@ class LiveGraph:
             return ApplyResult(ok=True, changed=True, version=version.number, diff=diff, seconds=seconds,
                                lost=lost)
 
-    def _refusal(self, diff: GraphDiff, new: ExecutionPlan) -> str | None:
-        old = self.runtime.plan
-        serving = sorted({n for n in diff.touched() if serves_http((new.nodes.get(n) or old.nodes[n]).cls)
-                          or (n in old.nodes and serves_http(old.nodes[n].cls))})
+    def _refusal(self, diff: GraphDiff) -> str | None:
+        server = self.runtime.server
+        owners = server.owners if server is not None else {}
+        serving = sorted(n for n in diff.touched() if owners.get(n))
         if serving:
-            kinds = ", ".join(f"{n!r} ({(old.nodes.get(n) or new.nodes[n]).node_type})" for n in serving)
-            return (f"node(s) {kinds} serve HTTP routes, which are fixed once the server listens: adding, removing "
-                    f"or restarting them needs a restart of the graph (their live params can change in place)")
+            old = self.runtime.plan
+            kinds = ", ".join(f"{n!r} ({old.nodes[n].node_type})" for n in serving)
+            return (f"node(s) {kinds} serve HTTP routes, which are fixed once the server listens: removing or "
+                    f"restarting them needs a restart of the graph (their live params can change in place)")
+        return None
+
+    async def _prepare(self, new: ExecutionPlan, diff: GraphDiff) -> str | None:
+        """Build and set up the nodes that come, while the old ones still run (a worker process boots, models
+        load); a node that wants HTTP routes now cannot have them: the edit is refused before anything stops."""
+        rt = self.runtime
+        self._fresh = {}
+        for name in new.order:
+            if name in diff.added or name in diff.restarted:
+                node_plan = new.nodes[name]
+                connected = frozenset(edge.target_port for edge in new.inputs_of(name))
+                ctx = NodeContext(name=name, device=node_plan.device, scope=rt.scope, inputs=connected)
+                self._fresh[name] = NodeRunner(node_plan, ctx, rt._fatal)
+        for name, runner in self._fresh.items():
+            try:
+                await runner.setup()
+            except Exception as exc:
+                for built in self._fresh.values():
+                    await built.stop()
+                self._fresh = {}
+                if isinstance(exc, RuntimeError) and "frozen" in str(exc):
+                    return (f"node {name!r} ({new.nodes[name].node_type}) serves HTTP routes, which are fixed once "
+                            f"the server listens: adding it needs a restart of the graph")
+                return f"node {name!r} ({new.nodes[name].node_type}): setup() failed: {exc}"
         return None
 
     async def _apply(self, new: ExecutionPlan, diff: GraphDiff) -> int:
@@ -199,13 +221,8 @@ class LiveGraph:
                 for channel in list(output.channels):
                     output.disconnect(channel)
             del rt.runners[runner.name]
-        # 2. build what comes
-        for name in new.order:
-            if name in coming:
-                node_plan = new.nodes[name]
-                connected = frozenset(edge.target_port for edge in new.inputs_of(name))
-                ctx = NodeContext(name=name, device=node_plan.device, scope=rt.scope, inputs=connected)
-                rt.runners[name] = NodeRunner(node_plan, ctx, rt._fatal)
+        # 2. wire what comes (built and set up by _prepare)
+        rt.runners.update(self._fresh)
         wired: list[tuple[Any, Channel | None]] = []
         for key, edge in new_edges.items():
             channel = channels[key] if key in kept else Channel(edge.label, edge.queue, edge.policy)
@@ -218,8 +235,7 @@ class LiveGraph:
         rt.plan = new
         # 3. start, sinks first
         fresh = [rt.runners[name] for name in reversed(new.order) if name in coming]
-        for runner in fresh:
-            await runner.setup()
+        self._fresh = {}
         for runner in fresh:
             try:
                 await runner.start()

@@ -103,7 +103,13 @@ class NodeRunner:
                           for port in self.plan.cls.inputs}
         self._async_handlers = {port for port, handler in self._handlers.items()
                                 if inspect.iscoroutinefunction(handler)}
-        await self.node.setup()
+        from .server import SETTING_UP
+
+        token = SETTING_UP.set(self.name)
+        try:
+            await self.node.setup()
+        finally:
+            SETTING_UP.reset(token)
 
     async def start(self) -> None:
         self.stats.state = "starting"

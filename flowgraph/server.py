@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,10 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         return json_error(500, "internal error", path=request.path)
 
 
+#: The node whose ``setup`` is running (set by its runner): routes added meanwhile are that node's.
+SETTING_UP: contextvars.ContextVar[str | None] = contextvars.ContextVar("flowgraph_setting_up", default=None)
+
+
 class GraphServer:
     """An aiohttp application plus the sockets it listens on. Routes are added before :meth:`start`."""
 
@@ -44,12 +49,17 @@ class GraphServer:
         self.extra_ports: list[int] = []
         self.bound_ports: list[int] = []
         self.routes: list[tuple[str, str]] = []
+        #: Routes by the node that added them (live re-wiring must not restart a node that serves clients).
+        self.owners: dict[str, list[tuple[str, str]]] = {}
         self._index: dict[str, str] = {}
 
     # -- routes ---------------------------------------------------------------------------------------------
     def add_route(self, method: str, path: str, handler: Handler, *, name: str | None = None) -> None:
         self.app.router.add_route(method, path, handler, name=name)
         self.routes.append((method, path))
+        owner = SETTING_UP.get()
+        if owner is not None:
+            self.owners.setdefault(owner, []).append((method, path))
 
     def add_get(self, path: str, handler: Handler) -> None:
         self.add_route("GET", path, handler)
@@ -60,6 +70,9 @@ class GraphServer:
     def add_static(self, prefix: str, directory: str) -> None:
         self.app.router.add_static(prefix, directory)
         self.routes.append(("GET", prefix + "/*"))
+        owner = SETTING_UP.get()
+        if owner is not None:
+            self.owners.setdefault(owner, []).append(("GET", prefix + "/*"))
 
     def has_route(self, method: str, path: str) -> bool:
         return (method, path) in self.routes

@@ -160,12 +160,15 @@ async def test_five_edits_in_one_second_end_in_the_last_one(plan) -> None:
         assert gap_free(values(rt, "c"))
 
 
-async def test_nodes_that_serve_http_are_not_restarted_live(reg) -> None:
+async def test_nodes_that_serve_http_are_not_restarted_or_added_live(reg) -> None:
+    async def answer(request: object) -> None:
+        return None
+
     class Api(Node):
         """Registers a route (like webrtc_out or ws_out)."""
 
         async def setup(self) -> None:
-            self.ctx.server.add_get("/api/x", lambda request: None)  # type: ignore[arg-type, return-value]
+            self.ctx.server.add_get(f"/api/{self.name}", answer)  # type: ignore[arg-type]
 
         async def run(self) -> None:
             await self.wait_stopping()
@@ -177,6 +180,12 @@ async def test_nodes_that_serve_http_are_not_restarted_live(reg) -> None:
         result = await rt.live.apply_text(text.replace("a: {node: api}", "a: {node: api, nice: 3}"))
         assert not result.ok and result.error is not None and "'a' (api) serve HTTP routes" in result.error
         assert rt.runners["a"].stats.state == "running"
+        added = await rt.live.apply_text(text + "  b: {node: api}\n")
+        assert not added.ok and added.error is not None and "'b' (api) serves HTTP routes" in added.error
+        assert "b" not in rt.runners and rt.runners["a"].stats.state == "running"
+        # a node that only overrides setup() without routes is restarted as usual
+        changed = await rt.live.apply_text(text.replace("hz: 50", "hz: 40"))
+        assert changed.ok and changed.diff is not None and changed.diff.restarted == {"t": ["params.hz"]}
 
 
 async def test_put_api_graph_needs_the_token(plan, monkeypatch: pytest.MonkeyPatch) -> None:
