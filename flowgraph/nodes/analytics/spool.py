@@ -3,7 +3,8 @@
 Each batch is one segment file ``<n>.jsonl`` (written to ``<n>.tmp``, fsynced, renamed: a crash never leaves a
 half segment under a real name). Segments are replayed oldest first and deleted once the backend has them. A
 spool left by a previous run is picked up at start. When ``max_bytes`` would be exceeded the batch is refused
-and its records are counted as lost — the only way the store loses data.
+and its records are counted as lost; so are the records of a segment the disk refuses (full, I/O error) — the
+only ways the store loses data.
 
 File work is blocking: the store runs these methods in its worker thread (``Node.offload``), which also
 serialises them (a segment is always completely written before anything reads it). The index (``segments``)
@@ -74,6 +75,21 @@ class Spool:
         self.bytes -= segment.size
         self.replayed += segment.count
 
+    def abandon(self, segment: Segment) -> None:
+        """A reserved segment could not be written (disk full, I/O error): forget it, count its records lost."""
+        with_segment = segment in self.segments
+        if with_segment:
+            self.segments.remove(segment)
+            self.bytes -= segment.size
+            self.spooled -= segment.count
+        self.lost += segment.count
+
+    def shrink(self, segment: Segment, count: int, size: int) -> None:
+        """Part of a segment was delivered (or rejected) and the segment rewritten with the other ``count``."""
+        self.replayed += segment.count - count
+        segment.count = count
+        self.settle(segment, size)
+
     def stats(self) -> dict[str, int]:
         return {"spool_segments": len(self.segments), "spool_bytes": self.bytes, "spooled": self.spooled,
                 "replayed": self.replayed, "lost": self.lost}
@@ -100,12 +116,16 @@ class Spool:
         """Write a reserved segment; returns its size in bytes (pass it to :meth:`settle`)."""
         data = encode_lines(records)
         tmp = segment.path.with_suffix(".tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            if self.fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, segment.path)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                if self.fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(tmp, segment.path)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a half-written file must not take the little space left
+            raise
         return len(data)
 
     def read(self, segment: Segment) -> list[Record]:

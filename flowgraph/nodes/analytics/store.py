@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flowgraph.errors import ParamsError
+from flowgraph.errors import NodeError, ParamsError
 from flowgraph.messages import ANALYTICS_TYPES, Analytics
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input
 
-from .backends import check_url
+from .backends import BackendMisconfigured, check_url
 
 
 class Store(Node):
@@ -58,6 +58,10 @@ class Store(Node):
         table: str = param("analytics", "SQL table (sqlite, postgresql)", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
         key_prefix: str = param("fg", "Redis key prefix", pattern=r"^[A-Za-z0-9_.:-]{1,32}$")
         redis_maxlen: int = param(100_000, "approximate length cap of each Redis stream", minimum=1)
+        write_timeout_s: float = param(30.0, "a backend write that takes longer is an outage (spooled, replayed)",
+                                       exclusiveMinimum=0)
+        rejected_max_mb: float = param(64.0, "size cap of rejected.jsonl (records the backend refused); beyond it "
+                                             "they are only counted", minimum=0)
 
         def __post_init__(self) -> None:
             problem = check_url(self.url)
@@ -79,16 +83,21 @@ class Store(Node):
         p = self.params
         self._record_of = record_of
         self.backend = open_backend(p.url, offload=self.offload, table=p.table, prefix=p.key_prefix,
-                                    maxlen=p.redis_maxlen)
+                                    maxlen=p.redis_maxlen, write_timeout_s=p.write_timeout_s)
         spool = Spool(self._spool_dir(), int(p.spool_max_mb * (1 << 20)), fsync=p.spool_fsync)
         self.writer = BatchWriter(self.backend, spool, self.offload, batch_size=p.batch_size,
                                   flush_interval_s=p.flush_interval_ms / 1000,
-                                  max_pending_batches=p.max_pending_batches, retry_s=p.retry_s)
+                                  max_pending_batches=p.max_pending_batches, retry_s=p.retry_s,
+                                  rejected_max_bytes=int(p.rejected_max_mb * (1 << 20)))
         self._types = frozenset(p.types)
         self._run = secrets.token_hex(4)
         self._count = 0
         self._stopped = False
-        await self.writer.start()
+        try:
+            await self.writer.start()
+        except BackendMisconfigured as exc:  # never spool forever into a backend that can take nothing
+            await self.backend.close()
+            raise NodeError(self.name, None, exc) from exc
 
     def _spool_dir(self) -> Path:
         p = self.params
