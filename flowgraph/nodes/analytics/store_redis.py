@@ -7,40 +7,125 @@ Keys (``prefix`` defaults to ``fg``):
 ``fg:{stream}:opportunities``  the betting opportunities alone (same form), for cheap listing
 ``fg:{stream}:latest``         hash: message type → newest message of that type
 ``fg:{stream}:tracks``         hash: track id → newest ``speed`` payload of that track
+``fg:{stream}:written``        hash: store run id → the highest record counter of that run written (dedupe)
 
-A batch is one pipeline (one round trip; not MULTI/EXEC, which costs ~25 % in reply parsing): if Redis dies
-mid-batch, part of it may have landed and the whole batch is replayed from the spool, so a record can appear
-twice — entries carry the record's ``uid`` and :meth:`RedisBackend.query` drops repeats. Entry ids follow event
+Idempotent writes: a record's ``uid`` is ``<run>-<counter>``, and one store run delivers its records in counter
+order (straight, or through the spool, which is replayed oldest first before straight writes resume). So a
+per-stream *high-water mark* per run says exactly which records are in: a Lua script (atomic in Redis, one round
+trip per stream in the batch) skips records at or below the mark, XADDs the rest and raises the mark. A batch
+replayed after Redis died — even one that had landed before the reply was lost — adds nothing twice, with O(runs)
+memory instead of one dedupe key per record (a TTL'd dedupe set would have to outlive the longest outage). It is
+sent with EVAL (Redis caches it compiled; no NOSCRIPT after a restart). The script declares itself a writer
+(``#!lua``), so an OOM / READONLY server refuses it before it runs: never half a batch. Entry ids follow event
 time, so ``XRANGE`` answers time windows directly.
 """
 
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
+from redis import exceptions as rx
 
-from .backends import Backend, BackendDown
+from .backends import Backend, BackendDown, BackendMisconfigured, ErrorRule, Verdict, message_has, uid_parts
 from .records import Record, wire
 
-_DOWN = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.BusyLoadingError, OSError,
-         ConnectionError)
+_DOWN = (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, OSError, ConnectionError)
+MARKS_TTL_S = 30 * 86400  # a run's high-water mark outlives any spool it could leave
+
+#: What each Redis error means to the writer (first match wins; after backends.COMMON).
+ERRORS: tuple[ErrorRule, ...] = (
+    ErrorRule(Verdict.CONFIG, "authentication or ACL refused (WRONGPASS, NOAUTH, NOPERM)",
+              (rx.AuthenticationError, rx.AuthorizationError, rx.NoPermissionError)),
+    ErrorRule(Verdict.OUTAGE, "loading the dataset after a restart (LOADING)", (rx.BusyLoadingError,)),
+    ErrorRule(Verdict.OUTAGE, "connection refused, lost or timed out", (rx.ConnectionError, rx.TimeoutError,
+                                                                       OSError)),
+    ErrorRule(Verdict.OUTAGE, "a replica, read-only (READONLY: failover or REPLICAOF)", (rx.ReadOnlyError,)),
+    ErrorRule(Verdict.OUTAGE, "maxmemory reached with noeviction (OOM)", (rx.OutOfMemoryError,)),
+    ErrorRule(Verdict.RETRY, "cluster slot migrating (TRYAGAIN) or a script busy (BUSY)", (rx.TryAgainError,)),
+    ErrorRule(Verdict.OUTAGE, "replica without its master or cluster down (MASTERDOWN, CLUSTERDOWN)",
+              (rx.ClusterDownError,)),
+    ErrorRule(Verdict.OUTAGE, "snapshots failing, writes stopped (MISCONF)", (rx.ResponseError,),
+              message_has("MISCONF")),
+    ErrorRule(Verdict.OUTAGE, "the same, reported from inside the script", (rx.ResponseError,),
+              message_has("OOM", "READONLY", "LOADING", "MASTERDOWN", "CLUSTERDOWN")),
+    ErrorRule(Verdict.RETRY, "the same, reported from inside the script", (rx.ResponseError,),
+              message_has("TRYAGAIN", "BUSY")),
+    ErrorRule(Verdict.CONFIG, "a key of another type under our prefix (WRONGTYPE)", (rx.ResponseError,),
+              message_has("WRONGTYPE")),
+    ErrorRule(Verdict.POISON, "a record Redis refuses", (rx.DataError, rx.ResponseError)),
+)
+
+# KEYS: analytics stream, opportunities stream, latest hash, tracks hash, written-marks hash
+# ARGV: maxlen, ttl, marks ttl, then 7 per record: run, counter (-1: no mark), ms, type, body, track id ('' = not a
+# speed record with a track), payload
+_SCRIPT = """#!lua
+local maxlen, ttl, marks_ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local function top(key)
+  local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+  if #last == 0 then return 0 end
+  return tonumber(string.match(last[1][1], '^(%d+)'))
+end
+local last, last_opp = top(KEYS[1]), nil
+local marks, latest, tracks = {}, {}, {}
+local n = 0
+for i = 4, #ARGV, 7 do
+  local run, counter, ms = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local mark = marks[run]
+  if mark == nil then
+    mark = tonumber(redis.call('HGET', KEYS[5], run) or '-1')
+    marks[run] = mark
+  end
+  if counter < 0 or counter > mark then
+    local kind, body, track = ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+    if ms < last then ms = last end
+    last = ms
+    local id = string.format('%d-*', ms)
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', maxlen, id, 't', kind, 'd', body)
+    if kind == 'betting_opportunity' then
+      if last_opp == nil then last_opp = top(KEYS[2]) end
+      if ms < last_opp then ms = last_opp end
+      last_opp = ms
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, string.format('%d-*', ms), 't', kind, 'd', body)
+    end
+    latest[kind] = body
+    if track ~= '' then tracks[track] = ARGV[i + 6] end
+    if counter >= 0 then marks[run] = counter end
+    n = n + 1
+  end
+end
+for run, mark in pairs(marks) do
+  if mark >= 0 then redis.call('HSET', KEYS[5], run, string.format('%d', mark)) end
+end
+redis.call('EXPIRE', KEYS[5], marks_ttl)
+for kind, body in pairs(latest) do redis.call('HSET', KEYS[3], kind, body) end
+if n > 0 then redis.call('EXPIRE', KEYS[3], ttl) end
+local any_track = false
+for track, payload in pairs(tracks) do
+  redis.call('HSET', KEYS[4], track, payload)
+  any_track = true
+end
+if any_track then redis.call('EXPIRE', KEYS[4], ttl) end
+return n
+"""
 
 
 class RedisBackend(Backend):
     name = "redis"
+    errors = ERRORS
 
-    def __init__(self, url: str, *, prefix: str = "fg", maxlen: int = 100_000, ttl_s: int = 3600) -> None:
+    def __init__(self, url: str, *, prefix: str = "fg", maxlen: int = 100_000, ttl_s: int = 3600,
+                 timeout_s: float = 30.0) -> None:
         self.url = url
         self.prefix = prefix
         self.maxlen = maxlen
         self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
         self._client: Any = None  # redis.asyncio.Redis (its stubs fight bytes/str unions)
-        self._last_ms: dict[str, int] = {}  # newest entry id (ms) per stream key, so ids only grow
 
     def describe(self) -> str:
         parts = urlsplit(self.url)
@@ -49,70 +134,44 @@ class RedisBackend(Backend):
     def key(self, stream_id: str, kind: str) -> str:
         return f"{self.prefix}:{stream_id}:{kind}"
 
+    def connected(self) -> bool:
+        return self._client is not None
+
     async def connect(self) -> None:
         await self.close()
-        client = aioredis.from_url(self.url, socket_timeout=5, socket_connect_timeout=2,
+        client = aioredis.from_url(self.url, socket_timeout=self.timeout_s, socket_connect_timeout=2,
                                    health_check_interval=0, retry_on_timeout=False)
         try:
             await client.ping()
-        except _DOWN as exc:
+            role = await client.execute_command("ROLE")
+        except Exception as exc:
             await client.aclose()
-            raise BackendDown(f"redis {self.describe()}: {exc}") from exc
+            verdict, what = self.classify(exc)
+            text = f"redis {self.describe()}: {what}: {type(exc).__name__}: {exc}"
+            raise (BackendMisconfigured(text) if verdict is Verdict.CONFIG else BackendDown(text)) from exc
+        if role and role[0] in (b"slave", "slave"):
+            await client.aclose()
+            raise BackendDown(f"redis {self.describe()} is a replica (read-only): waiting for a writable master")
         self._client = client
-        self._last_ms.clear()  # the server may have restarted: re-read the newest ids lazily
-
-    async def _newest_ms(self, client: Any, key: str) -> int:
-        last = self._last_ms.get(key)
-        if last is None:
-            entries = await client.xrevrange(key, count=1)
-            last = int(entries[0][0].split(b"-")[0]) if entries else 0
-            self._last_ms[key] = last
-        return last
 
     async def write(self, records: Sequence[Record]) -> None:
         client = self._client
         if client is None:
             raise BackendDown("redis is not connected")
-        try:
-            await self._write(client, records)
-        except _DOWN as exc:
-            self._last_ms.clear()
-            raise BackendDown(f"redis {self.describe()}: {exc}") from exc
-
-    async def _write(self, client: Any, records: Sequence[Record]) -> None:
-        streams = {r.stream_id for r in records}
-        last = {s: await self._newest_ms(client, self.key(s, "analytics")) for s in streams}
-        last_opp = {s: await self._newest_ms(client, self.key(s, "opportunities")) for s in streams
-                    if any(r.type == "betting_opportunity" and r.stream_id == s for r in records)}
-        latest: dict[str, dict[str, str]] = {}
-        tracks: dict[str, dict[str, str]] = {}
-        pipe = client.pipeline(transaction=False)
-        maxlen = self.maxlen
+        by_stream: dict[str, list[str]] = defaultdict(list)
         for r in records:
             body = f'{{"type":"{r.type}","payload":{r.payload},"seq":{r.seq},"uid":"{r.uid}"}}'
-            ms = max(int(r.ts * 1000), last[r.stream_id])
-            last[r.stream_id] = ms
-            fields = {"t": r.type, "d": body}
-            pipe.xadd(self.key(r.stream_id, "analytics"), fields, id=f"{ms}-*", maxlen=maxlen, approximate=True)
-            latest.setdefault(r.stream_id, {})[r.type] = body
-            if r.type == "betting_opportunity":
-                opp_ms = max(int(r.ts * 1000), last_opp[r.stream_id])
-                last_opp[r.stream_id] = opp_ms
-                pipe.xadd(self.key(r.stream_id, "opportunities"), fields, id=f"{opp_ms}-*", maxlen=maxlen,
-                          approximate=True)
-            elif r.type == "speed" and r.track_id is not None:
-                tracks.setdefault(r.stream_id, {})[str(r.track_id)] = r.payload
-        for stream_id, mapping in latest.items():
-            pipe.hset(self.key(stream_id, "latest"), mapping=mapping)
-            pipe.expire(self.key(stream_id, "latest"), self.ttl_s)
-        for stream_id, mapping in tracks.items():
-            pipe.hset(self.key(stream_id, "tracks"), mapping=mapping)
-            pipe.expire(self.key(stream_id, "tracks"), self.ttl_s)
+            parts = uid_parts(r.uid)
+            run, counter = parts if parts is not None else ("", -1)
+            track = str(r.track_id) if r.type == "speed" and r.track_id is not None else ""
+            by_stream[r.stream_id] += [run, str(counter), str(int(r.ts * 1000)), r.type, body, track,
+                                       r.payload]
+        pipe = client.pipeline(transaction=False)
+        for stream_id, argv in by_stream.items():
+            keys = [self.key(stream_id, kind) for kind in ("analytics", "opportunities", "latest", "tracks",
+                                                             "written")]
+            pipe.eval(_SCRIPT, len(keys), *keys, self.maxlen, self.ttl_s, MARKS_TTL_S, *argv)
         await pipe.execute()
-        for stream_id, ms in last.items():
-            self._last_ms[self.key(stream_id, "analytics")] = ms
-        for stream_id, ms in last_opp.items():
-            self._last_ms[self.key(stream_id, "opportunities")] = ms
 
     async def query(self, stream_id: str, t_from: float | None, t_to: float | None, types: Sequence[str] | None,
                     limit: int) -> list[dict[str, Any]]:
@@ -133,7 +192,7 @@ class RedisBackend(Backend):
                         body = json.loads(fields[b"d"])
                         uid = body.get("uid")
                         if uid in seen:
-                            continue  # a batch replayed after a partial write
+                            continue  # written twice by an older, non-idempotent version
                         seen.add(uid)
                         out.append(wire(body["type"], body.get("seq"), body["payload"]))
                         if len(out) >= limit:
