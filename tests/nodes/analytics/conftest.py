@@ -205,7 +205,17 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+def _postgres_bin() -> Path | None:
+    """The newest installed PostgreSQL's bin directory (Debian layout /usr/lib/postgresql/<major>/bin), or the
+    directory of ``pg_ctl`` on PATH."""
+    found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
+    if found:
+        return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1)
+    on_path = shutil.which("pg_ctl")
+    return Path(on_path).parent if on_path and (Path(on_path).parent / "initdb").exists() else None
+
+
+PG_BIN = _postgres_bin() or Path("/usr/lib/postgresql/missing/bin")
 
 
 class PostgresServer:
@@ -270,7 +280,7 @@ class PostgresServer:
 @pytest.fixture(scope="module")
 def postgres_cluster() -> Iterator[PostgresServer]:
     if not (PG_BIN / "initdb").exists():
-        pytest.fail("PostgreSQL 15 is not installed (/usr/lib/postgresql/15/bin)")
+        pytest.fail("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, no pg_ctl on PATH)")
     directory = Path(tempfile.mkdtemp(prefix="fg-pg-"))
     server = PostgresServer(directory)
     server.init()
@@ -306,3 +316,33 @@ async def _eventually(predicate: Any, timeout: float = 5.0, step: float = 0.02) 
 @pytest.fixture
 def eventually() -> Any:
     return _eventually
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A loopback port nothing listens on: bound for the whole test (so nobody else can take it), never listening,
+    so a connection to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Any]:
+    """``mount(kib)`` → a fresh directory on a tmpfs of that size (a disk that fills up); unmounted afterwards.
+    Needs root (the test machines run the suite as root)."""
+    mounts: list[Path] = []
+
+    def mount(kib: int) -> Path:
+        path = tmp_path / f"tmpfs{len(mounts)}"
+        path.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k,mode=0777", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs at {path} (tests need root): {done.stderr.strip()}")
+        mounts.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounts):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
