@@ -11,7 +11,19 @@ from pathlib import Path
 
 from _net import free_port, wait_port
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+def pg_bin() -> Path:
+    """The newest installed PostgreSQL's bin directory (/usr/lib/postgresql/<major>/bin, else pg_ctl on PATH)."""
+    found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
+    if found:
+        return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1)
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).parent
+    raise FileNotFoundError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, no pg_ctl on PATH)")
+
+
+PG_BIN = pg_bin() if Path("/usr/lib/postgresql").exists() or shutil.which("pg_ctl") else Path("/nonexistent")
 
 
 class Redis:
