@@ -41,3 +41,22 @@ class StreamRegistry:
 
     def all(self) -> list[dict[str, Any]]:
         return [self.get(s) or {} for s in self.ids()]
+
+
+class ReportThrottle:
+    """"At most once per ``every`` seconds per stream" for nodes' reports to the registry (monotonic clock).
+
+    ``due(stream_id)`` answers and, when it says yes, starts the next interval; ``force`` reports now anyway (a
+    final report, a changed figure)."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+
+    def due(self, stream_id: str, *, force: bool = False) -> bool:
+        now = time.monotonic()
+        last = self._last.get(stream_id)
+        if not force and last is not None and now - last < self.every:
+            return False
+        self._last[stream_id] = now
+        return True

@@ -33,6 +33,7 @@ from flowgraph.messages import ANALYTICS_TYPES, Analytics, Message, Poses, Track
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
+from flowgraph.streams import ReportThrottle
 
 from . import payloads
 from .join import Joined, Joiner
@@ -99,7 +100,7 @@ class Fuse(Node):
         self._lock = asyncio.Lock()  # keeps ring order == send order between the handlers and the timer
         self._changed = asyncio.Event()
         self._seen: set[str] = set()
-        self._reported: dict[str, float] = {}
+        self._reports = ReportThrottle(0.5)
         self.late_emitted = 0
         self.late_dropped = 0
         self.rules_errors = 0
@@ -216,10 +217,8 @@ class Fuse(Node):
 
     def _report(self, stream_id: str) -> None:
         """Tell the stream registry how this stream's analytics are doing (at most twice a second)."""
-        now = time.monotonic()
-        if now - self._reported.get(stream_id, 0.0) < 0.5:
+        if not self._reports.due(stream_id):
             return
-        self._reported[stream_id] = now
         ring = self.rings.ensure(stream_id)
         self.ctx.streams.update(stream_id, "analytics", fps=ring.fps(), last_seq=ring.last_seq,
                                           node=self.name, partial=self.joiner.partial, late=self.joiner.late)

@@ -30,6 +30,7 @@ from flowgraph.messages import ANALYTICS_TYPES, Analytics
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input
+from flowgraph.streams import ReportThrottle
 
 from .ring import rings
 from .ws_hub import WsClient, WsHub, notice
@@ -74,7 +75,8 @@ class WsOut(Node):
             queue_size=p.queue_size, high_water=p.high_water_kb * 1024, max_clients=p.max_clients,
             max_per_stream=p.max_clients_per_stream, stall_timeout_s=p.stall_timeout_s))
         self.rings = rings(self.ctx)
-        self._reported: dict[str, tuple[float, int]] = {}
+        self._reports = ReportThrottle(1.0)
+        self._reported_viewers: dict[str, int] = {}
 
     async def setup(self) -> None:
         from .api import api_for
@@ -96,12 +98,10 @@ class WsOut(Node):
         self._report(msg.stream_id)
 
     def _report(self, stream_id: str) -> None:
-        now = time.monotonic()
         count = self.hub.count(stream_id)
-        last = self._reported.get(stream_id)
-        if last is not None and last[1] == count and now - last[0] < 1.0:
+        if not self._reports.due(stream_id, force=self._reported_viewers.get(stream_id) != count):
             return
-        self._reported[stream_id] = (now, count)
+        self._reported_viewers[stream_id] = count
         self.ctx.streams.update(stream_id, "ws_out", viewers=count)
 
     def counters(self) -> dict[str, Any]:

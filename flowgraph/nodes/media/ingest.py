@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from flowgraph.messages import Control, Packet
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
+from flowgraph.streams import ReportThrottle
 
 SCHEMES = ("rtmp", "rtmps", "whip", "file", "rtsp", "rtsps", "http", "https", "srt", "udp", "tcp", "v4l2",
            "video4linux2", "testsrc")
@@ -81,7 +81,7 @@ class Ingest(Node):
         self.source: Any = None
         self.keyframe_requests = 0
         self.keyframes_forced = 0
-        self._published = 0.0
+        self._published = ReportThrottle(1.0)
 
     async def stop(self) -> None:
         whip = getattr(self, "whip", None)
@@ -160,10 +160,8 @@ class Ingest(Node):
         source.stop()
 
     def _publish_info(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self._published < 1.0:
+        if not self._published.due(self.params.stream_id, force=force):
             return
-        self._published = now
         if self.source is not None:
             self.ctx.streams.update(self.params.stream_id, "ingest", node=self.name,
                                               url=_redact(self.params.url), **self.source.describe())

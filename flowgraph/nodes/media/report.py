@@ -7,11 +7,10 @@ loop, so updates are handed to the loop (``call_soon_threadsafe``) at most once 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
-from flowgraph.streams import StreamRegistry
+from flowgraph.streams import ReportThrottle, StreamRegistry
 
 
 class StreamReport:
@@ -20,18 +19,15 @@ class StreamReport:
     def __init__(self, registry: StreamRegistry, role: str, every: float = 1.0) -> None:
         self.registry = registry
         self.role = role
-        self.every = every
         self.loop = asyncio.get_running_loop()
-        self._last: dict[str, float] = {}
+        self._reports = ReportThrottle(every)
 
     def maybe(self, stream_id: str, fields: Callable[[], dict[str, Any]] | dict[str, Any],
               force: bool = False) -> None:
         """Report ``fields`` (or ``fields()``, computed only when due) for ``stream_id`` unless it was reported less
         than ``every`` seconds ago."""
-        now = time.monotonic()
-        if not force and now - self._last.get(stream_id, 0.0) < self.every:
+        if not self._reports.due(stream_id, force=force):
             return
-        self._last[stream_id] = now
         values = fields if isinstance(fields, dict) else fields()
         try:
             self.loop.call_soon_threadsafe(lambda: self.registry.update(stream_id, self.role, **values))

@@ -31,6 +31,7 @@ from flowgraph.messages import Detection, Track, Tracks, VideoFrame
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
+from flowgraph.streams import ReportThrottle
 
 CALIBRATION_SCHEMA: dict[str, Any] = {
     "type": "array",
@@ -63,7 +64,6 @@ class StreamState:
     analysed_fps: float = 0.0
     stream_fps: float = 0.0
     process_ms: float = 0.0
-    last_report: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -131,6 +131,7 @@ class Vibrio(Node):
         # Model loading can take seconds: keep it off the event loop.
         self.detector = await self.offload(make_detector, config)
         self.states: OrderedDict[str, StreamState] = OrderedDict()
+        self._reports = ReportThrottle(REPORT_EVERY_S)
         self.counts = {"frames": 0, "analysed": 0, "bad_frames": 0, "skipped_frames": 0, "streams_forgotten": 0,
                        "detections": 0, "tracks": 0}
         self._bad_logged: set[str] = set()
@@ -246,9 +247,7 @@ class Vibrio(Node):
         state.last_time, state.last_frame_id = now, frame.frame_id
         state.analysed += 1
         state.process_ms = process_ms if state.analysed == 1 else 0.9 * state.process_ms + 0.1 * process_ms
-        wall = time.monotonic()
-        if wall - state.last_report >= REPORT_EVERY_S:
-            state.last_report = wall
+        if self._reports.due(frame.stream_id):
             self.ctx.streams.update(
                 frame.stream_id, "vibrio", analysed_fps=round(state.analysed_fps, 2),
                 stream_fps=round(state.stream_fps, 2), process_ms=round(state.process_ms, 2),
