@@ -24,7 +24,7 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
-WEB = Path(__file__).resolve().parents[2] / "nodes" / "webrtc" / "web"
+WEB = Path(__file__).resolve().parents[2] / "flowgraph" / "nodes" / "webrtc" / "web"
 
 
 class QueueTrack(MediaStreamTrack):

@@ -36,7 +36,7 @@ from _webrtc_common import (
 from flowgraph.nodes.webrtc import probe
 from flowgraph.nodes.webrtc.browser import Chromium
 
-WEB = Path(__file__).resolve().parents[2] / "nodes" / "webrtc" / "web"
+WEB = Path(__file__).resolve().parents[2] / "flowgraph" / "nodes" / "webrtc" / "web"
 
 
 @contextlib.asynccontextmanager
