@@ -49,3 +49,66 @@ async def test_two_workers_share_viewers_and_survive_each_other() -> None:
         finally:
             for viewer, _ in viewers:
                 await viewer.close()
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.queued = 0
+
+    def get_write_buffer_size(self) -> int:
+        return self.queued
+
+
+class _Writer:
+    """The graph side of a worker's socket, with a send buffer the test fills."""
+
+    def __init__(self) -> None:
+        self.transport = _Transport()
+        self.written: list[bytes] = []
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+class _Running:
+    returncode = None
+
+
+async def test_a_packet_lost_on_a_full_worker_pipe_makes_that_worker_hold_its_viewers() -> None:
+    from flowgraph.messages import Packet
+    from flowgraph.nodes.media.h264 import with_facts
+    from flowgraph.nodes.webrtc import ipc
+    from flowgraph.nodes.webrtc.hub import HubConfig, ViewerHub
+    from flowgraph.nodes.webrtc.workers import WorkerPool
+
+    from .conftest import encode_packets
+
+    pool = WorkerPool(1, HubConfig(), lambda *args: None, [])
+    worker = pool.workers[0]
+    writer = _Writer()
+    worker.process, worker.writer = _Running(), writer  # type: ignore[assignment]
+    packets = [with_facts(Packet(stream_id="cam", data=data, frame_id=n, pts=n))  # no seq: only the pipe knows
+               for n, (data, _, _) in enumerate(encode_packets(4, gop=30))]
+    pool.push_packet(packets[0], "src")
+    writer.transport.queued = 9 << 20  # the worker fell behind: its socket buffer is over the limit
+    pool.push_packet(packets[1], "src")
+    writer.transport.queued = 0
+    pool.push_packet(packets[2], "src")
+    assert worker.dropped_packets == 1 and len(writer.written) == 2
+
+    requests: list[tuple[str, str, str]] = []
+    hub = ViewerHub(HubConfig(), lambda *args: requests.append(args))
+    deliveries = []
+    for message in writer.written:
+        reader = asyncio.StreamReader()
+        reader.feed_data(message)
+        deliveries.append(ipc.decode_packet(*await ipc.read(reader)))
+    assert [d.lost_before for d in deliveries] == [False, True]
+    for delivery in deliveries:
+        hub.push_packet(delivery.packet, delivery.rendition, lost_before=delivery.lost_before)
+    fan = hub.fanouts["cam"]["src"]
+    assert fan.holding and fan.frames == 1 and fan.frames_held == 1
+    assert requests == [("cam", "src", "packets lost before the viewer tier")]
