@@ -171,6 +171,7 @@ async def count_postgres(url: str) -> dict[str, int]:
 
 async def chaos(args: argparse.Namespace, out: Path) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fg-chaos-"))
+    os.chmod(tmp, 0o755)  # PostgreSQL runs as its own user and must reach its folder inside
     redis, postgres = KillableRedis(tmp / "redis"), KillablePostgres(tmp / "pg")
     redis.start()
     postgres.start()
@@ -203,6 +204,12 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
         publish = ["ffmpeg", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(scene), "-c", "copy",
                    "-f", "flv", f"rtmp://127.0.0.1:{rtmp}/live/chaos"]
         publisher: Proc | None = Proc(publish)
+        for _ in range(240):  # the schedule starts once video flows (starting the CV stack can take minutes)
+            if (await metrics(base))["nodes"]["main"].get("rate_hz"):
+                break
+            await asyncio.sleep(1.0)
+        start = time.monotonic()
+        note("video flowing; chaos begins")
         if args.ws:
             procs.append(Proc([PY, str(Path(__file__).with_name("soak.py")), "--ws-client",
                                base.replace("http", "ws") + "/stream/main/analytics", str(args.ws)],
@@ -246,7 +253,7 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
                     await asyncio.to_thread(postgres.start)
                 note(f"{item[1]} back")
             if now >= next_sample:
-                next_sample += 10
+                next_sample = now + 10
                 snap = await metrics(base)
                 stores = store_counters(snap)
                 sample = {"t": round(now, 1), "rss_mb": round(rss_mib(tree(graph.pid)), 1),
@@ -278,9 +285,20 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
                 drained = True
                 break
         final = store_counters(await metrics(base))
-        graph.stop()
+        graph.popen.send_signal(signal.SIGTERM)  # a graceful stop: the stores log their final counters
+        try:
+            await asyncio.to_thread(graph.popen.wait, 120)
+        except subprocess.TimeoutExpired:
+            note("graph did not stop in 120 s")
         procs.remove(graph)
-        logged = [line for line in log.read_text(errors="replace").splitlines() if " ERROR " in line]
+        graph.stop()
+        lines = log.read_text(errors="replace").splitlines()
+        logged = [line for line in lines if " ERROR " in line]
+        for line in lines:  # "store cache (redis://…) stopped: {json}" — counts that include the shutdown flush
+            for name in STORES:
+                if f"store {name} (" in line and " stopped: " in line:
+                    final[name] = {**final.get(name, {}), **json.loads(line.split(" stopped: ", 1)[1])}
+                    final[name]["from_stop_log"] = True
         counted = {"cache": await count_redis(redis.url), "history": await count_postgres(postgres.url)}
     finally:
         for proc in reversed(procs):
@@ -299,6 +317,7 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
             "lost": received - db["distinct"], "duplicated": db["rows"] - db["distinct"],
             "spool_lost": counters.get("lost"), "rejected": counters.get("rejected"),
             "outages": counters.get("outages"), "replayed": counters.get("replayed"),
+            "final_counts_from_stop_log": bool(counters.get("from_stop_log")),
         }
     result = {"minutes": args.minutes, "publisher_every_s": args.publisher_every, "kill_every_s": args.kill_every,
               "down_s": args.down_s, "ws_clients": args.ws, "kills": kills, "drained": drained,
@@ -313,7 +332,8 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
               f" {v['lost']:>6} {v['duplicated']:>5} {v['outages']!s:>7} {v['replayed']!s:>8}")
     for line in logged[:5]:
         print("  " + line[:200])
-    ok = drained and all(v["lost"] == 0 and v["duplicated"] == 0 and v["received"] > 0 for v in verdicts.values())
+    ok = drained and all(v["final_counts_from_stop_log"] and v["lost"] == 0 and v["duplicated"] == 0
+                         and v["received"] > 0 for v in verdicts.values())
     print("RESULT:", "PASS (0 lost, 0 duplicated)" if ok else "FAIL")
     return 0 if ok else 1
 

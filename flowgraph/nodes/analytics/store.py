@@ -16,6 +16,8 @@ The REST API reads back through this node (``GET /api/streams/{id}/analytics`` a
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import secrets
 from collections.abc import Sequence
@@ -131,6 +133,9 @@ class Store(Node):
         self._stopped = True
         await writer.close(self.params.flush_timeout_s)
         await self.backend.close()
+        totals = {k: v for k, v in self.counters().items() if isinstance(v, int) and not isinstance(v, bool)}
+        logging.getLogger("flowgraph.analytics.store").info(
+            "store %s (%s) stopped: %s", self.name, self.backend.describe(), json.dumps(totals, sort_keys=True))
 
     # -- reading back (REST) --------------------------------------------------------------------------------
     async def query(self, stream_id: str, t_from: float | None, t_to: float | None, types: Sequence[str] | None,
