@@ -304,8 +304,9 @@ def postgres(postgres_cluster: PostgresServer) -> Iterator[PostgresServer]:
         postgres_cluster.start()
 
 
-async def _eventually(predicate: Any, timeout: float = 5.0, step: float = 0.02) -> bool:
-    """Poll ``predicate`` until it is true or ``timeout`` passes; returns its last value."""
+async def _eventually(predicate: Any, timeout: float = 20.0, step: float = 0.02) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes (generous: a loaded 2-core CI box); returns its
+    last value."""
     for _ in range(max(1, int(timeout / step))):
         if predicate():
             return True
