@@ -24,6 +24,7 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flowgraph.context import NodeContext
 from flowgraph.messages import Packet, VideoFrame
 from flowgraph.node import Node
 from flowgraph.params import param
@@ -54,7 +55,8 @@ class Decode(Node):
         keep_source: bool = param(True, "keep the decoder's YUV frame in VideoFrame.source")
         hwaccel: Literal["auto", "none"] = param("auto", "auto = NVDEC when the node is placed on CUDA")
 
-    async def start(self) -> None:
+    def __init__(self, ctx: NodeContext, params: Decode.Params | None = None) -> None:
+        super().__init__(ctx, params)
         from .decoder import StreamDecoder
         from .report import StreamReport
 
@@ -62,8 +64,12 @@ class Decode(Node):
         self._decoders: dict[str, StreamDecoder] = {}
         self._report = StreamReport(self.ctx.streams, "decode")
         self._pending: asyncio.Queue[asyncio.Future[list[VideoFrame]] | None] = asyncio.Queue(PIPELINE_DEPTH)
-        self._sender = asyncio.create_task(self._send_decoded(), name=f"decode-send:{self.name}")
+        self._sender: asyncio.Task[None] | None = None
         self.errors = 0
+
+    async def start(self) -> None:
+        self._pending = asyncio.Queue(PIPELINE_DEPTH)
+        self._sender = asyncio.create_task(self._send_decoded(), name=f"decode-send:{self.name}")
 
     async def process(self, packet: Packet) -> None:
         # Pipelined: the worker thread starts on this packet while the loop still hands out the previous one's
@@ -99,22 +105,23 @@ class Decode(Node):
 
     async def flush(self) -> None:
         await self._pending.put(None)
-        await self._sender
+        if self._sender is not None:
+            await self._sender
         for stream_id, decoder in self._decoders.items():
             for frame in await self.offload(decoder.flush):
                 await self.frames.send(frame)
             self._report.maybe(stream_id, {"node": self.name, **decoder.report()}, force=True)
 
     async def stop(self) -> None:
-        sender = getattr(self, "_sender", None)
+        sender = self._sender
         if sender is not None and not sender.done():
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
 
     def counters(self) -> dict[str, Any]:
-        totals: dict[str, Any] = {"errors": getattr(self, "errors", 0)}
-        for decoder in list(getattr(self, "_decoders", {}).values()):
+        totals: dict[str, Any] = {"errors": self.errors}
+        for decoder in list(self._decoders.values()):
             for key, value in decoder.counters().items():
                 totals[key] = totals.get(key, 0) + value
         return totals

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
+from flowgraph.context import NodeContext
 from flowgraph.messages import Analytics, Control, Packet, VideoFrame
 from flowgraph.node import Node
 from flowgraph.params import param
@@ -59,7 +60,8 @@ class Encode(Node):
             self.set_bitrate(params.bitrate_kbps)
         self.params = params
 
-    async def start(self) -> None:
+    def __init__(self, ctx: NodeContext, params: Encode.Params | None = None) -> None:
+        super().__init__(ctx, params)
         from .packetizer import IngestCounters, PacketMaker
 
         self._maker_cls = PacketMaker
@@ -175,12 +177,10 @@ class Encode(Node):
         return self._encoder
 
     def counters(self) -> dict[str, Any]:
-        counters = getattr(self, "_counters", None)
-        out: dict[str, Any] = counters.as_dict() if counters is not None else {}
-        encoder = getattr(self, "_encoder", None)
-        out.update({"bitrate_kbps": self.bitrate_kbps if hasattr(self, "_lock") else self.params.bitrate_kbps,
-                    "keyframe_requests": getattr(self, "keyframe_requests", 0),
-                    "overlays_drawn": getattr(self, "overlays_drawn", 0),
+        out: dict[str, Any] = self._counters.as_dict()
+        encoder = self._encoder
+        out.update({"bitrate_kbps": self.bitrate_kbps, "keyframe_requests": self.keyframe_requests,
+                    "overlays_drawn": self.overlays_drawn,
                     "bitrate_changes": encoder.bitrate_changes if encoder is not None else 0})
         if encoder is not None:
             out["size"] = f"{encoder.config.width}x{encoder.config.height}"

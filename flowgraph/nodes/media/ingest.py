@@ -22,14 +22,18 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlparse
 
+from flowgraph.context import NodeContext
 from flowgraph.messages import Control, Packet
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
 from flowgraph.streams import ReportThrottle
+
+if TYPE_CHECKING:
+    from .whip import WhipEndpoint
 
 SCHEMES = ("rtmp", "rtmps", "whip", "file", "rtsp", "rtsps", "http", "https", "srt", "udp", "tcp", "v4l2",
            "video4linux2", "testsrc")
@@ -69,6 +73,15 @@ class Ingest(Node):
         count: int = param(0, "testsrc: stop after this many frames (0 = until stopped)", minimum=0)
         preset: str = param("veryfast", "testsrc / transcode x264 preset")
 
+    def __init__(self, ctx: NodeContext, params: Ingest.Params | None = None) -> None:
+        super().__init__(ctx, params)
+        self.source: Any = None
+        self.whip: WhipEndpoint | None = None
+        self.keyframe_requests = 0
+        self.keyframes_forced = 0
+        self.controls_ignored = 0
+        self._published = ReportThrottle(1.0)
+
     async def setup(self) -> None:
         self._validate_url()
         if self._scheme() == "whip":
@@ -77,16 +90,9 @@ class Ingest(Node):
             self.whip = WhipEndpoint(self)
             self.whip.install(self.ctx.server)
 
-    async def start(self) -> None:
-        self.source: Any = None
-        self.keyframe_requests = 0
-        self.keyframes_forced = 0
-        self._published = ReportThrottle(1.0)
-
     async def stop(self) -> None:
-        whip = getattr(self, "whip", None)
-        if whip is not None:
-            await whip.close()
+        if self.whip is not None:
+            await self.whip.close()
 
     def _scheme(self) -> str:
         scheme = urlparse(self.params.url).scheme.lower()
@@ -109,7 +115,7 @@ class Ingest(Node):
             from .rtmp import RtmpSource
 
             return RtmpSource(p.stream_id, p.url, self.ctx)
-        if scheme == "whip":
+        if scheme == "whip" and self.whip is not None:
             return self.whip.new_source()
         from .pull import PullConfig, PullSource
 
@@ -164,12 +170,12 @@ class Ingest(Node):
             return
         if self.source is not None:
             self.ctx.streams.update(self.params.stream_id, "ingest", node=self.name,
-                                              url=_redact(self.params.url), **self.source.describe())
+                                    url=_redact(self.params.url), **self.source.describe())
 
     # -- control --------------------------------------------------------------------------------------------
     async def on_control(self, msg: Control) -> None:
         if msg.stream_id != self.params.stream_id:  # one viewer tier may serve (and control) several streams
-            self.controls_ignored = getattr(self, "controls_ignored", 0) + 1
+            self.controls_ignored += 1
             return
         source = self.source
         if msg.command == "keyframe":
@@ -184,10 +190,10 @@ class Ingest(Node):
             self.log.debug("ignored control command %r", msg.command)
 
     def counters(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"keyframe_requests": getattr(self, "keyframe_requests", 0),
-                               "keyframes_forced": getattr(self, "keyframes_forced", 0),
-                               "controls_ignored": getattr(self, "controls_ignored", 0)}
-        source = getattr(self, "source", None)
+        out: dict[str, Any] = {"keyframe_requests": self.keyframe_requests,
+                               "keyframes_forced": self.keyframes_forced,
+                               "controls_ignored": self.controls_ignored}
+        source = self.source
         if source is not None:
             out.update(source.counters.as_dict())
             out["state"] = source.state

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
+from flowgraph.context import NodeContext
 from flowgraph.messages import Packet
 from flowgraph.node import Node
 from flowgraph.params import param
@@ -35,13 +36,14 @@ class Record(Node):
         segment_s: float = param(0.0, "start a new file at the first keyframe after this many seconds (0 = never)",
                                  minimum=0)
 
-    async def start(self) -> None:
-        self._writers: dict[str, _Writer] = {}
+    def __init__(self, ctx: NodeContext, params: Record.Params | None = None) -> None:
+        super().__init__(ctx, params)
+        from .report import StreamReport
+
+        self._writers: dict[str, _Writer] = {}  # the open files (resources: closed by stop)
         self.files: list[str] = []
         self.skipped = 0
         self.errors = 0
-        from .report import StreamReport
-
         self._report = StreamReport(self.ctx.streams, "record")
 
     def process(self, packet: Packet) -> None:
@@ -83,13 +85,13 @@ class Record(Node):
         await self.offload(self._close_all)
 
     def _close_all(self) -> None:
-        for writer in getattr(self, "_writers", {}).values():
+        for writer in self._writers.values():
             writer.close()
         self._writers = {}
 
     def counters(self) -> dict[str, Any]:
-        writers = list(getattr(self, "_writers", {}).values())
-        return {"files": len(getattr(self, "files", [])), "skipped": getattr(self, "skipped", 0),
+        writers = list(self._writers.values())
+        return {"files": len(self.files), "skipped": self.skipped,
                 "packets": sum(w.packets for w in writers), "bytes": sum(w.bytes for w in writers),
                 "recording": [w.path for w in writers]}
 

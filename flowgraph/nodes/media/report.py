@@ -14,12 +14,17 @@ from flowgraph.streams import ReportThrottle, StreamRegistry
 
 
 class StreamReport:
-    """Reports one role's fields per stream; create it on the event loop (in ``start``)."""
+    """Reports one role's fields per stream; create it on the graph's event loop (nodes do in ``__init__``).
+
+    Built where no loop runs (a node constructed by hand in a test), it updates the registry in place."""
 
     def __init__(self, registry: StreamRegistry, role: str, every: float = 1.0) -> None:
         self.registry = registry
         self.role = role
-        self.loop = asyncio.get_running_loop()
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
         self._reports = ReportThrottle(every)
 
     def maybe(self, stream_id: str, fields: Callable[[], dict[str, Any]] | dict[str, Any],
@@ -29,6 +34,9 @@ class StreamReport:
         if not self._reports.due(stream_id, force=force):
             return
         values = fields if isinstance(fields, dict) else fields()
+        if self.loop is None:
+            self.registry.update(stream_id, self.role, **values)
+            return
         try:
             self.loop.call_soon_threadsafe(lambda: self.registry.update(stream_id, self.role, **values))
         except RuntimeError:  # the loop is closed: the graph is gone
