@@ -25,6 +25,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from flowgraph.context import NodeContext
 from flowgraph.messages import Message, Pose, Poses, Tracks, VideoFrame
 from flowgraph.node import Node
 from flowgraph.params import param
@@ -89,30 +90,32 @@ class Moriarty(Node):
         stale_s: float = param(5.0, "forget a person not seen for this long (s, wall clock)", exclusiveMinimum=0)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
-    async def start(self) -> None:
-        self._backend: PoseBackend | None = None
+    def __init__(self, ctx: NodeContext, params: Moriarty.Params | None = None) -> None:
+        super().__init__(ctx, params)
+        self._backend: PoseBackend | None = None  # the model: loaded by start(), closed by stop()
         self._motion: MotionRegistry | None = None
         self._tracks_streams: set[str] = set()
         self._counts = {"frames": 0, "poses": 0, "bad_frames": 0, "no_frame": 0, "no_person": 0,
                         "skipped_small": 0, "skipped_over_max": 0, "frames_ignored": 0, "evicted": 0}
         self._last_error = ""
         self._process_ms: list[float] = []
+
+    async def start(self) -> None:
         # Load the model in the worker thread now: a bad path or a missing package fails at start, not later.
         await self.offload(self._ensure_ready)
 
     async def stop(self) -> None:
-        backend = getattr(self, "_backend", None)
+        backend = self._backend
         if backend is not None:
             await self.offload(backend.close)
             self._backend = None
 
     def counters(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(getattr(self, "_counts", {}))
-        motion = getattr(self, "_motion", None)
-        out["people_kept"] = len(motion) if motion is not None else 0
-        recent = getattr(self, "_process_ms", [])
+        out: dict[str, Any] = dict(self._counts)
+        out["people_kept"] = len(self._motion) if self._motion is not None else 0
+        recent = self._process_ms
         out["process_ms_last"] = round(recent[-1], 2) if recent else None
-        if getattr(self, "_last_error", ""):
+        if self._last_error:
             out["last_bad_frame"] = self._last_error
         return out
 

@@ -25,13 +25,17 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from flowgraph.context import NodeContext
 from flowgraph.messages import Detection, Track, Tracks, VideoFrame
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
 from flowgraph.streams import ReportThrottle
+
+if TYPE_CHECKING:
+    from .detector import Detector
 
 CALIBRATION_SCHEMA: dict[str, Any] = {
     "type": "array",
@@ -115,12 +119,23 @@ class Vibrio(Node):
         threads: int = param(0, "torch/onnxruntime threads (0 = library default)", minimum=0)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
-    async def start(self) -> None:
+    def __init__(self, ctx: NodeContext, params: Vibrio.Params | None = None) -> None:
+        super().__init__(ctx, params)
         from .calibration import fit_ground_plane
-        from .detector import DetectorConfig, make_detector
 
         p = self.params
         self.plane = fit_ground_plane(p.calibration) if p.calibration else None
+        self.detector: Detector | None = None  # the model: loaded by start(), closed by stop()
+        self.states: OrderedDict[str, StreamState] = OrderedDict()
+        self._reports = ReportThrottle(REPORT_EVERY_S)
+        self.counts = {"frames": 0, "analysed": 0, "bad_frames": 0, "skipped_frames": 0, "streams_forgotten": 0,
+                       "detections": 0, "tracks": 0}
+        self._bad_logged: set[str] = set()
+
+    async def start(self) -> None:
+        from .detector import DetectorConfig, make_detector
+
+        p = self.params
         config = DetectorConfig(
             backend=p.backend, device=self.device, model=p.model, input_size=p.input_size, layout=p.layout,
             person_class=p.person_class, score_threshold=p.score_threshold, nms_iou=p.nms_iou,
@@ -130,22 +145,17 @@ class Vibrio(Node):
             motion_min_area=p.motion_min_area, motion_width=p.motion_width, threads=p.threads)
         # Model loading can take seconds: keep it off the event loop.
         self.detector = await self.offload(make_detector, config)
-        self.states: OrderedDict[str, StreamState] = OrderedDict()
-        self._reports = ReportThrottle(REPORT_EVERY_S)
-        self.counts = {"frames": 0, "analysed": 0, "bad_frames": 0, "skipped_frames": 0, "streams_forgotten": 0,
-                       "detections": 0, "tracks": 0}
-        self._bad_logged: set[str] = set()
         if self.plane is not None:
             self.log.info("calibrated from %d points (fit RMS %.3f m)", self.plane.points, self.plane.rms_error_m)
 
     async def stop(self) -> None:
-        detector = self.__dict__.pop("detector", None)
+        detector, self.detector = self.detector, None
         if detector is not None:
             detector.close()
 
     def counters(self) -> dict[str, Any]:
-        counts = dict(getattr(self, "counts", {}))
-        counts["streams"] = len(getattr(self, "states", {}))
+        counts: dict[str, Any] = dict(self.counts)
+        counts["streams"] = len(self.states)
         return counts
 
     # -- per frame (worker thread) ----------------------------------------------------------------------------
@@ -165,7 +175,7 @@ class Vibrio(Node):
         if state.last_time is not None and now <= state.last_time - 1.0:
             # The stream's clock went back (source restarted): old tracks and speeds no longer apply.
             state = self._reset(frame.stream_id)
-        boxes = self.detector.detect(frame.image, frame.stream_id)
+        boxes = self._loaded().detect(frame.image, frame.stream_id)
         outputs = state.tracker.update(boxes, now)
         width, height = frame.width, frame.height
         tracks = [self._track(state, out, now, width, height) for out in outputs]
@@ -205,6 +215,11 @@ class Vibrio(Node):
                      distance_m=None if estimate is None else estimate.distance_m,
                      confidence=0.0 if estimate is None else estimate.confidence)
 
+    def _loaded(self) -> Detector:
+        if self.detector is None:
+            raise RuntimeError(f"vibrio {self.name!r}: frames arrived before start() loaded the detector")
+        return self.detector
+
     # -- per-stream state -------------------------------------------------------------------------------------
     def _state(self, stream_id: str) -> StreamState:
         state = self.states.get(stream_id)
@@ -225,12 +240,12 @@ class Vibrio(Node):
         speed = SpeedEstimator(SpeedConfig(context=p.context, smoothing_s=p.smoothing_s, order=p.smoothing_order,
                                            max_speed=p.max_speed_mps, max_accel=p.max_accel_mps2,
                                            person_height_m=p.person_height_m, forget_after_s=p.max_lost_s + 4))
-        self.detector.forget(stream_id)
+        self._loaded().forget(stream_id)
         state = self.states[stream_id] = StreamState(tracker=tracker, speed=speed, last_seen=time.monotonic())
         self.states.move_to_end(stream_id)
         while len(self.states) > p.max_streams:
             old, _ = self.states.popitem(last=False)
-            self.detector.forget(old)
+            self._loaded().forget(old)
             self.counts["streams_forgotten"] += 1
         return state
 
@@ -251,8 +266,8 @@ class Vibrio(Node):
             self.ctx.streams.update(
                 frame.stream_id, "vibrio", analysed_fps=round(state.analysed_fps, 2),
                 stream_fps=round(state.stream_fps, 2), process_ms=round(state.process_ms, 2),
-                analysed=state.analysed, skipped=state.skipped, backend=self.detector.info.backend,
-                device=self.detector.info.device, calibrated=self.plane is not None,
+                analysed=state.analysed, skipped=state.skipped, backend=self._loaded().info.backend,
+                device=self._loaded().info.device, calibrated=self.plane is not None,
                 tracks=len(state.tracker.tracks))
 
 
