@@ -319,7 +319,13 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
             "outages": counters.get("outages"), "replayed": counters.get("replayed"),
             "final_counts_from_stop_log": bool(counters.get("from_stop_log")),
         }
-    result = {"minutes": args.minutes, "publisher_every_s": args.publisher_every, "kill_every_s": args.kill_every,
+    backs = [float(e.split("s", 1)[0]) for e in events if e.endswith("publisher back")]
+    resumed = [any(t < smp["t"] <= t + 60 and (smp["fps"] or 0) > 10 for smp in samples) for t in backs]
+    warm = [smp for smp in samples if smp["t"] >= min(60.0, args.minutes * 15)]
+    rss_slope = ((warm[-1]["rss_mb"] - warm[0]["rss_mb"]) / ((warm[-1]["t"] - warm[0]["t"]) / 60)
+                 if len(warm) >= 2 and warm[-1]["t"] > warm[0]["t"] else None)
+    result = {"minutes": args.minutes, "video_resumed": resumed, "rss_slope_mb_per_min": rss_slope,
+              "publisher_every_s": args.publisher_every, "kill_every_s": args.kill_every,
               "down_s": args.down_s, "ws_clients": args.ws, "kills": kills, "drained": drained,
               "load_avg": os.getloadavg(), "stores": verdicts, "events": events, "samples": samples,
               "errors_logged": len(logged), "first_errors": logged[:10]}
@@ -332,7 +338,9 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
               f" {v['lost']:>6} {v['duplicated']:>5} {v['outages']!s:>7} {v['replayed']!s:>8}")
     for line in logged[:5]:
         print("  " + line[:200])
-    ok = drained and all(v["final_counts_from_stop_log"] and v["lost"] == 0 and v["duplicated"] == 0
+    print(f"video resumed after each publisher drop (ingest > 10 fps within 60 s): {resumed}; RSS slope after "
+          f"warm-up: {rss_slope if rss_slope is None else round(rss_slope, 2)} MB/min")
+    ok = drained and all(resumed) and all(v["final_counts_from_stop_log"] and v["lost"] == 0 and v["duplicated"] == 0
                          and v["received"] > 0 for v in verdicts.values())
     print("RESULT:", "PASS (0 lost, 0 duplicated)" if ok else "FAIL")
     return 0 if ok else 1
