@@ -61,9 +61,8 @@ async def run_to_end(plan_or_text: ExecutionPlan | str, *, timeout: float = 60.0
 
 def collected(runtime: Runtime, node: str) -> list[Any]:
     """Messages a ``collect`` node kept."""
-    from .nodes.core.utility import Collect
-
     sink = runtime.runners[node].node
-    if not isinstance(sink, Collect):
+    received = vars(sink).get("received")
+    if received is None:
         raise TypeError(f"node {node!r} is a {type(sink).__name__}, not a collect node")
-    return list(sink.received)
+    return list(received)

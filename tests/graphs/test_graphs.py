@@ -62,7 +62,7 @@ DEMO_OVERRIDES = ["camera.fps=10", "camera.people=2", "moriarty.max_people=2"]
 
 @pytest.fixture
 def schemas() -> dict[str, dict]:
-    folder = ROOT / "schemas" / "analytics"
+    folder = ROOT / "flowgraph" / "nodes" / "analytics" / "contract"
     return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json")}
 
 

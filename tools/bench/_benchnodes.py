@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from flowgraph.messages import Analytics, Detection, Track, Tracks
+from flowgraph.messages import Analytics
 from flowgraph.node import Node
+from flowgraph.nodes.vibrio.messages import Detection, Track, Tracks
 from flowgraph.params import param
 from flowgraph.ports import Output
 from flowgraph.registry import Registry

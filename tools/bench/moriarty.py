@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 from _report import record
 
-from flowgraph.messages import Track, Tracks, VideoFrame
+from flowgraph.messages import VideoFrame
 from flowgraph.node import NodeContext
 from flowgraph.nodes.moriarty.backend import PoseBackend
 from flowgraph.nodes.moriarty.node import Moriarty
 from flowgraph.nodes.moriarty.skeleton import BLAZEPOSE33
+from flowgraph.nodes.vibrio.messages import Track, Tracks
 
 
 class TruthBackend(PoseBackend):

@@ -69,8 +69,8 @@ async def serve_flowgraph(port: int, rate: float, people: int) -> None:
 
 def templates(people: int) -> list[dict[str, Any]]:
     """The messages fuse emits for one frame (speed per track), for the Node server to send verbatim."""
-    from flowgraph.messages import Track, Tracks
     from flowgraph.nodes.analytics import payloads
+    from flowgraph.nodes.vibrio.messages import Track, Tracks
 
     tracks = Tracks(stream_id="cam1", frame_id=0, pts=0, tracks=[
         Track(track_id=i + 1, bbox=(100.0, 80.0, 180.0, 400.0), score=0.91, speed_mps=5.5 + i, heading_deg=87.5,

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowgraph.context import Key, NodeContext
 from flowgraph.errors import ParamsError
-from flowgraph.messages import ANALYTICS_TYPES
+from flowgraph.nodes.analytics.schemas import ANALYTICS_TYPES
 from flowgraph.server import json_error
 from flowgraph.streams import StreamRegistry
 

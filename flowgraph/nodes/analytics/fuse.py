@@ -29,8 +29,11 @@ from typing import Any, Literal
 
 from flowgraph.context import NodeContext
 from flowgraph.errors import GraphError, ParamsError
-from flowgraph.messages import ANALYTICS_TYPES, Analytics, Message, Poses, Tracks
+from flowgraph.messages import Analytics, Message
 from flowgraph.node import Node
+from flowgraph.nodes.analytics.schemas import ANALYTICS_TYPES
+from flowgraph.nodes.moriarty.messages import Poses
+from flowgraph.nodes.vibrio.messages import Tracks
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
 from flowgraph.streams import ReportThrottle

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowgraph.messages import ANALYTICS_TYPES
+from flowgraph.nodes.analytics.schemas import ANALYTICS_TYPES
 
 from .rules import RULES_SCHEMA
 from .schemas import schema

@@ -3,14 +3,16 @@
 Every payload carries the metadata of the frame it describes (``stream_id``, ``frame_id``, ``pts``,
 ``pts_seconds``, ``t_capture``) plus ``timestamp``, the unix time it was emitted. ``partial`` marks a payload
 emitted after a join deadline passed without every branch; ``late`` marks one whose frame had already been
-emitted when it arrived. The shapes are pinned by ``flowgraph/schemas/analytics/*.json``.
+emitted when it arrived. The shapes are pinned by ``flowgraph/nodes/analytics/contract/*.json``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flowgraph.messages import Analytics, Message, Poses, Tracks
+from flowgraph.messages import Analytics, Message
+from flowgraph.nodes.moriarty.messages import Poses
+from flowgraph.nodes.vibrio.messages import Tracks
 
 
 def _meta(msg: Message, now: float, partial: bool, late: bool) -> dict[str, Any]:

@@ -19,7 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from flowgraph.messages import Message, Poses, Tracks
+from flowgraph.messages import Message
+from flowgraph.nodes.moriarty.messages import Poses
+from flowgraph.nodes.vibrio.messages import Tracks
 
 from .join import Joined, message_time
 from .rules import Rule

@@ -1,4 +1,4 @@
-"""The JSON Schemas of the public analytics messages (``flowgraph/schemas/analytics/*.json``) and a validator."""
+"""The JSON Schemas of the public analytics messages (``flowgraph/nodes/analytics/contract/*.json``) and a validator."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from flowgraph.messages import ANALYTICS_TYPES
+#: The analytics message types of the public contract, one JSON Schema each.
+ANALYTICS_TYPES = ("detection", "pose", "speed", "betting_opportunity")
 
 
 @cache
@@ -15,7 +16,7 @@ def schema(message_type: str) -> dict[str, Any]:
     """The JSON Schema of one analytics message type (``detection``, ``pose``, ``speed``, ``betting_opportunity``)."""
     if message_type not in ANALYTICS_TYPES:
         raise KeyError(f"unknown analytics type {message_type!r} (expected one of {', '.join(ANALYTICS_TYPES)})")
-    text = resources.files("flowgraph").joinpath("schemas", "analytics", f"{message_type}.json").read_text()
+    text = resources.files("flowgraph.nodes.analytics").joinpath("contract", f"{message_type}.json").read_text()
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from flowgraph.errors import NodeError, ParamsError
-from flowgraph.messages import ANALYTICS_TYPES, Analytics
+from flowgraph.messages import Analytics
 from flowgraph.node import Node
+from flowgraph.nodes.analytics.schemas import ANALYTICS_TYPES
 from flowgraph.params import param
 from flowgraph.ports import Input
 

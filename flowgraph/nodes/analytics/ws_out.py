@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flowgraph.context import Key, NodeContext
-from flowgraph.messages import ANALYTICS_TYPES, Analytics
+from flowgraph.messages import Analytics
 from flowgraph.node import Node
+from flowgraph.nodes.analytics.schemas import ANALYTICS_TYPES
 from flowgraph.params import param
 from flowgraph.ports import Input
 from flowgraph.streams import ReportThrottle

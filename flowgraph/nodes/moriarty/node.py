@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from flowgraph.context import NodeContext
-from flowgraph.messages import Message, Pose, Poses, Tracks, VideoFrame
+from flowgraph.messages import Message, VideoFrame
 from flowgraph.node import Node
+from flowgraph.nodes.moriarty.messages import Pose, Poses
+from flowgraph.nodes.vibrio.messages import Tracks
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
 

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from flowgraph.context import NodeContext
-from flowgraph.messages import Detection, Track, Tracks, VideoFrame
+from flowgraph.messages import VideoFrame
 from flowgraph.node import Node
+from flowgraph.nodes.vibrio.messages import Detection, Track, Tracks
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
 from flowgraph.streams import ReportThrottle

@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
-from flowgraph.messages import Analytics, Detection, Pose, Poses, Track, Tracks, VideoFrame
+from flowgraph.messages import Analytics, VideoFrame
 from flowgraph.node import Node
 from flowgraph.nodes.core.utility import paced
+from flowgraph.nodes.moriarty.messages import Pose, Poses
+from flowgraph.nodes.vibrio.messages import Detection, Track, Tracks
 from flowgraph.params import param
 from flowgraph.ports import Output
 from flowgraph.registry import Registry

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from flowgraph.messages import Poses, Tracks
 from flowgraph.nodes.analytics.join import Joiner
+from flowgraph.nodes.moriarty.messages import Poses
+from flowgraph.nodes.vibrio.messages import Tracks
 
 TB = Fraction(1, 90000)
 

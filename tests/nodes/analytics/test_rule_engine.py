@@ -6,10 +6,11 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from flowgraph.messages import Pose, Poses, Track, Tracks
 from flowgraph.nodes.analytics.join import Joined
 from flowgraph.nodes.analytics.rule_engine import RuleBook, RuleEngine, confidence
 from flowgraph.nodes.analytics.rules import parse_rules
+from flowgraph.nodes.moriarty.messages import Pose, Poses
+from flowgraph.nodes.vibrio.messages import Track, Tracks
 
 FPS = 10
 TB = Fraction(1, 1000)

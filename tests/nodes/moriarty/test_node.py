@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from skimage import data
 
-from flowgraph.messages import Poses, Track, Tracks, VideoFrame
+from flowgraph.messages import VideoFrame
 from flowgraph.node import NodeContext
+from flowgraph.nodes.moriarty.messages import Poses
 from flowgraph.nodes.moriarty.node import Moriarty
+from flowgraph.nodes.vibrio.messages import Track, Tracks
 from flowgraph.testing import collected, compile_text, running
 from tests.nodes.moriarty.conftest import draw_dots
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from flowgraph.errors import GraphError
-from flowgraph.messages import Tracks, VideoFrame
+from flowgraph.messages import VideoFrame
 from flowgraph.nodes.synth import Scene, SceneConfig
+from flowgraph.nodes.vibrio.messages import Tracks
 from flowgraph.testing import collected, compile_text, running
 
 from .synth_eval import make_node
