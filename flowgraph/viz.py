@@ -1,8 +1,9 @@
 """Pictures of a graph: Graphviz DOT (→ SVG/PNG with ``dot``), Mermaid, and a self-contained HTML page.
 
-The HTML page needs nothing but a browser: the layout (layers by topological generation) is computed here and
-drawn as inline SVG. Given a metrics URL it polls the running graph and writes each edge's rate, queue depth and
-drops, and each node's rate and process time, onto the picture.
+The HTML page needs nothing but a browser: the layout is Graphviz's own (``dot -Tjson``, computed when the page is
+built, edge labels placed by dot so none overlaps another or a node), drawn here as inline SVG; without Graphviz
+the page falls back to layers by topological generation. Given a metrics URL it polls the running graph and writes
+each edge's rate, queue depth and drops, and each node's rate and process time, onto the picture.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import html
 import json
 import shutil
 import subprocess
+from dataclasses import dataclass
 from typing import Any
 
 import networkx as nx
@@ -75,8 +77,31 @@ def to_mermaid(plan: ExecutionPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
+NODE_W, NODE_H = 180, 62
+#: Sizes the third line of every edge label, where the live page writes the edge's figures.
+LIVE_SAMPLE = "000.0/s · depth 000/000 · drops 000000"
+FONT = "Helvetica"  # what dot measures labels with; the page asks the browser for the same metrics
+
+
+@dataclass
+class Label:
+    """An edge label: its lines (the last one is the live line) at their baselines, and the box they fill."""
+
+    lines: list[tuple[float, float, str]]
+    box: tuple[float, float, float, float]  # x, y, width, height in page pixels
+
+
+@dataclass
+class Layout:
+    width: float
+    height: float
+    nodes: dict[str, tuple[float, float]]  # top-left corners
+    paths: list[str]  # SVG path data per edge, in plan.edges order
+    labels: list[Label]
+
+
 def layout(plan: ExecutionPlan) -> dict[str, tuple[float, float]]:
-    """Left-to-right layers by topological generation (feedback edges ignored)."""
+    """Left-to-right layers by topological generation (feedback edges ignored): the fallback without Graphviz."""
     graph = nx.DiGraph()
     graph.add_nodes_from(plan.order)
     graph.add_edges_from((e.source, e.target) for e in plan.edges if not e.feedback)
@@ -88,38 +113,128 @@ def layout(plan: ExecutionPlan) -> dict[str, tuple[float, float]]:
     return positions
 
 
-def _svg(plan: ExecutionPlan) -> tuple[str, int, int]:
-    pos = layout(plan)
-    width = int(max(x for x, _ in pos.values()) + 220)
-    height = int(max(y for _, y in pos.values()) + 110)
-    parts = []
+def _label_lines(edge: Any) -> list[str]:
+    return [edge.type_name + (" · feedback" if edge.feedback else ""),
+            f"{edge.policy} q={edge.queue}" + (" · fused" if edge.fused else ""), LIVE_SAMPLE]
+
+
+def _layout_dot(plan: ExecutionPlan) -> str:
+    """The graph for Graphviz to lay out: fixed-size nodes, labels as big as the page draws them."""
+    lines = [f'digraph "{plan.name}" {{', "  rankdir=LR; nodesep=0.35; ranksep=0.45; splines=true;",
+             f'  node [shape=box, fixedsize=true, width={NODE_W / 72:.4f}, height={NODE_H / 72:.4f}, label=""];',
+             f'  edge [fontname="{FONT}", fontsize=10];']
+    lines += [f"  {json.dumps(name)};" for name in plan.order]
     for i, edge in enumerate(plan.edges):
+        label = "\\n".join(_label_lines(edge)).replace('"', "'")
+        lines.append(f'  {json.dumps(edge.source)} -> {json.dumps(edge.target)} [id="e{i}", label="{label}"];')
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+def graphviz_layout(plan: ExecutionPlan) -> Layout | None:
+    """Graphviz's own layered layout (``dot -Tjson``): ranks, crossing reduction, and edge labels placed as part
+    of the layout so none overlaps another or a node. None when Graphviz is not installed or fails."""
+    exe = shutil.which("dot")
+    if exe is None or not plan.edges:
+        return None
+    try:
+        result = subprocess.run([exe, "-Tjson"], input=_layout_dot(plan).encode(), capture_output=True, timeout=30,
+                                check=False)
+        data = json.loads(result.stdout) if result.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        data = None
+    if not isinstance(data, dict):
+        return None
+    margin = 16.0
+    _, _, bb_w, bb_h = (float(v) for v in str(data["bb"]).split(","))
+
+    def point(x: float, y: float) -> tuple[float, float]:
+        return round(x + margin, 1), round(bb_h - y + margin, 1)
+
+    nodes: dict[str, tuple[float, float]] = {}
+    for obj in data.get("objects", []):
+        cx, cy = point(*(float(v) for v in obj["pos"].split(",")))
+        nodes[obj["name"]] = (cx - NODE_W / 2, cy - NODE_H / 2)
+    paths: list[str] = []
+    labels: list[Label] = []
+    for raw in sorted(data.get("edges", []), key=lambda e: int(str(e.get("id", "e-1"))[1:])):
+        end: tuple[float, float] | None = None
+        points: list[tuple[float, float]] = []
+        for token in raw["pos"].split():
+            if token.startswith("e,"):
+                end = point(*(float(v) for v in token[2:].split(",")))
+            elif not token.startswith("s,"):
+                points.append(point(*(float(v) for v in token.split(","))))
+        d = f"M{points[0][0]},{points[0][1]}" + "".join(
+            f" C{a[0]},{a[1]} {b[0]},{b[1]} {c[0]},{c[1]}" for a, b, c in zip(points[1::3], points[2::3],
+                                                                             points[3::3], strict=False))
+        if end is not None:
+            d += f" L{end[0]},{end[1]}"
+        paths.append(d)
+        size, texts = 10.0, []
+        for op in raw.get("_ldraw_", []):
+            if op.get("op") == "F":
+                size = float(op["size"])
+            elif op.get("op") == "T":
+                x, y = point(*op["pt"])
+                texts.append((x, y, float(op["width"]), size, str(op["text"])))
+        left = min(x - w / 2 for x, _, w, _, _ in texts)
+        right = max(x + w / 2 for x, _, w, _, _ in texts)
+        top = min(y - sz for _, y, _, sz, _ in texts)
+        bottom = max(y + sz * 0.3 for _, y, _, sz, _ in texts)
+        labels.append(Label([(x, y, t) for x, y, _, _, t in texts],
+                            (round(left, 1), round(top, 1), round(right - left, 1), round(bottom - top, 1))))
+    if len(paths) != len(plan.edges) or len(nodes) != len(plan.nodes):
+        return None
+    return Layout(bb_w + 2 * margin, bb_h + 2 * margin, nodes, paths, labels)
+
+
+def _fallback_layout(plan: ExecutionPlan) -> Layout:
+    pos = layout(plan)
+    paths: list[str] = []
+    labels: list[Label] = []
+    for edge in plan.edges:
         x1, y1 = pos[edge.source]
         x2, y2 = pos[edge.target]
-        sx, sy, tx, ty = x1 + 180, y1 + 30, x2, y2 + 30
+        sx, sy, tx, ty = x1 + NODE_W, y1 + NODE_H / 2, x2, y2 + NODE_H / 2
         if edge.feedback or tx <= sx:
-            path = f"M{sx},{sy} C{sx + 80},{sy + 90} {tx - 80},{ty + 90} {tx},{ty}"
+            paths.append(f"M{sx},{sy} C{sx + 80},{sy + 90} {tx - 80},{ty + 90} {tx},{ty}")
         else:
             mid = (sx + tx) / 2
-            path = f"M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}"
-        dash = ' stroke-dasharray="5,4"' if edge.feedback else ""
-        label = html.escape(f"{edge.type_name} · {edge.policy} q={edge.queue}" + (" · fused" if edge.fused else ""))
+            paths.append(f"M{sx},{sy} C{mid},{sy} {mid},{ty} {tx},{ty}")
         lx, ly = (sx + tx) / 2, (sy + ty) / 2 - 18
-        parts.append(
-            f'<path d="{path}" fill="none" stroke="#64748b" stroke-width="1.5" marker-end="url(#arrow)"{dash}/>'
-            f'<text x="{lx}" y="{ly}" class="edge halo">{label}</text>'
-            f'<text x="{lx}" y="{ly + 12}" class="live halo" id="edge-{i}"></text>')
+        text = _label_lines(edge)
+        labels.append(Label([(lx, ly, text[0]), (lx, ly + 12, text[1]), (lx, ly + 24, "")],
+                            (lx - 90, ly - 10, 180, 36)))
+    width = max(x for x, _ in pos.values()) + 220
+    height = max(y for _, y in pos.values()) + 110
+    return Layout(width, height, pos, paths, labels)
+
+
+def _svg(plan: ExecutionPlan) -> tuple[str, int, int]:
+    lay = graphviz_layout(plan) or _fallback_layout(plan)
+    parts = []
+    for i, (edge, path, label) in enumerate(zip(plan.edges, lay.paths, lay.labels, strict=True)):
+        kind = "feedback" if edge.feedback else "edge"
+        parts.append(f'<path d="{path}" class="{kind}" marker-end="url(#arrow-{kind})"/>')
+        texts = []
+        for n, (x, y, text) in enumerate(label.lines):
+            if n == len(label.lines) - 1:  # the live line: the page fills it in
+                texts.append(f'<text x="{x}" y="{y}" class="live halo" id="edge-{i}"></text>')
+            else:
+                texts.append(f'<text x="{x}" y="{y}" class="{kind}-label halo">{html.escape(text)}</text>')
+        bx, by, bw, bh = label.box
+        parts.append(f'<g class="label" data-box="{bx},{by},{bw},{bh}">{"".join(texts)}</g>')
     for name in plan.order:
         node = plan.nodes[name]
-        x, y = pos[name]
+        x, y = lay.nodes[name]
         parts.append(
-            f'<g><rect x="{x}" y="{y}" width="180" height="62" rx="8" fill="{COLOURS[node.mode]}" '
-            f'stroke="{BORDERS[node.mode]}" stroke-width="1.5"/>'
-            f'<text x="{x + 90}" y="{y + 20}" class="name">{html.escape(name)}</text>'
-            f'<text x="{x + 90}" y="{y + 36}" class="kind">{html.escape(node.node_type)} · {node.mode} · '
+            f'<g class="node"><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8" '
+            f'fill="{COLOURS[node.mode]}" stroke="{BORDERS[node.mode]}" stroke-width="1.5"/>'
+            f'<text x="{x + NODE_W / 2}" y="{y + 20}" class="name">{html.escape(name)}</text>'
+            f'<text x="{x + NODE_W / 2}" y="{y + 36}" class="kind">{html.escape(node.node_type)} · {node.mode} · '
             f'{html.escape(node.device)}</text>'
-            f'<text x="{x + 90}" y="{y + 52}" class="live" id="node-{html.escape(name)}"></text></g>')
-    return "\n".join(parts), width, height
+            f'<text x="{x + NODE_W / 2}" y="{y + 52}" class="live" id="node-{html.escape(name)}"></text></g>')
+    return "\n".join(parts), int(lay.width), int(lay.height)
 
 
 _PAGE = """<!doctype html>
@@ -128,17 +243,22 @@ _PAGE = """<!doctype html>
 <style>
  body { font-family: system-ui, sans-serif; margin: 16px; background: #f8fafc; color: #0f172a; }
  h1 { font-size: 18px; margin: 0 0 4px; } #status { color: #475569; font-size: 13px; margin-bottom: 8px; }
- svg text { font-family: system-ui, sans-serif; text-anchor: middle; }
+ svg text { font-family: Helvetica, Arial, "Liberation Sans", sans-serif; text-anchor: middle; }
+ path.edge { fill: none; stroke: #64748b; stroke-width: 1.5; }
+ path.feedback { fill: none; stroke: #c2410c; stroke-width: 1.8; stroke-dasharray: 6,4; }
  .name { font-weight: 600; font-size: 13px; } .kind { font-size: 10px; fill: #334155; }
  .halo { paint-order: stroke; stroke: #f8fafc; stroke-width: 4px; }
- .edge { font-size: 10px; fill: #475569; } .live { font-size: 10px; fill: #b45309; font-weight: 600; }
+ .edge-label { font-size: 10px; fill: #475569; } .feedback-label { font-size: 10px; fill: #c2410c; font-weight: 600; }
+ .live { font-size: 10px; fill: #b45309; }
  .legend span { display: inline-block; padding: 2px 8px; margin-right: 6px; border-radius: 6px; font-size: 12px; }
 </style></head><body>
 <h1>__TITLE__</h1><div id="status">__STATUS__</div>
 <div class="legend">__LEGEND__</div>
 <svg xmlns="http://www.w3.org/2000/svg" width="__W__" height="__H__" viewBox="0 0 __W__ __H__">
-<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
-<path d="M0,0 L10,5 L0,10 z" fill="#64748b"/></marker></defs>
+<defs><marker id="arrow-edge" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
+<path d="M0,0 L10,5 L0,10 z" fill="#64748b"/></marker>
+<marker id="arrow-feedback" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
+<path d="M0,0 L10,5 L0,10 z" fill="#c2410c"/></marker></defs>
 __SVG__
 </svg>
 <script>
