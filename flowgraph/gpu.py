@@ -21,7 +21,7 @@ class CudaStage:
 
         self.torch = torch
         self.device = torch.device(device)
-        self.stream = torch.cuda.Stream(device=self.device)
+        self.stream = torch.cuda.Stream(device=self.device)  # type: ignore[no-untyped-call]
 
     def bind_thread(self) -> None:
         """Make this stage's stream current in the calling (worker) thread."""
@@ -38,7 +38,7 @@ class CudaStage:
         """Record one event after the work just queued and attach it to every produced message."""
         if not messages:
             return
-        event = self.torch.cuda.Event()
+        event = self.torch.cuda.Event()  # type: ignore[no-untyped-call]
         event.record(self.stream)
         for msg in messages:
             msg.cuda_event = event

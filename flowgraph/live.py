@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from .channel import Channel
 from .compile import ExecutionPlan, compile_plan
+from .context import NodeContext
 from .errors import FlowgraphError
-from .node import NodeContext
 from .registry import Registry
 from .rewire import GraphDiff, diff_plans, edge_key
 from .runner import NodeRunner

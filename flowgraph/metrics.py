@@ -9,8 +9,12 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 
 class Samples:
@@ -102,7 +106,7 @@ def prometheus_lines(snapshot: dict[str, Any]) -> str:
     graph = snapshot.get("graph", "graph")
 
     class _Snapshot(Collector):
-        def collect(self):
+        def collect(self) -> Iterator[Metric]:
             processed = CounterMetricFamily("flowgraph_node_processed", "Messages processed", labels=["graph", "node"])
             errors = CounterMetricFamily("flowgraph_node_errors", "Processing errors", labels=["graph", "node"])
             ptime = GaugeMetricFamily("flowgraph_node_process_seconds", "Process time quantiles",

@@ -36,7 +36,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
-from .context import NodeContext
+from .context import NodeContext as NodeContext  # re-exported: the node protocol in one import
 from .params import NoParams
 from .ports import BoundOutput, Input, Output
 

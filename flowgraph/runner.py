@@ -20,10 +20,11 @@ from typing import Any
 
 from .channel import EMPTY, Channel
 from .compile import NodePlan
+from .context import NodeContext
 from .errors import NodeError
 from .messages import Message
 from .metrics import NodeStats
-from .node import Node, NodeContext
+from .node import Node
 
 frames_log = logging.getLogger("flowgraph.frames")
 _DONE = object()

@@ -45,7 +45,7 @@ def _location(file: str, mark: yaml.Mark) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types: Any at the boundary
     """SafeLoader that builds LocMap/LocList, rejects duplicate keys, substitutes ${ENV}, counts aliases."""
 
     file = "<graph>"
