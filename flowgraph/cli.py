@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       drain_timeout=args.drain_timeout, serve=args.serve or args.top or None)
     if args.watch:
         from .live import LiveGraph
-        from .spec import read_graph_file
+        from .yaml_loader import read_graph_file
 
         file, text = read_graph_file(args.graph)
         runtime.live = LiveGraph(runtime, file, text, overrides=args.set)

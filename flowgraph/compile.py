@@ -11,11 +11,12 @@ import networkx as nx
 from . import devices
 from .channel import Policy
 from .errors import GraphError, GraphErrors, Location, ParamsError
+from .graph_schema import locate
 from .messages import Control, Message, Packet, VideoFrame, compatible
 from .node import Node
 from .params import validate as validate_params
 from .registry import Registry
-from .spec import ErrorPolicy, GraphSpec, NodeSpec, locate
+from .spec import ErrorPolicy, GraphSpec, NodeSpec
 
 DEFAULT_QUEUE = 8
 #: Live media (and control requests flowing against it) default to dropping the oldest message, so a forgotten

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from flowgraph.errors import GraphError
-from flowgraph.spec import load_yaml, locate, parse_spec
+from flowgraph.graph_schema import locate
+from flowgraph.spec import parse_spec
+from flowgraph.yaml_loader import load_yaml
 
 GRAPH = """\
 name: demo

@@ -298,7 +298,8 @@ def load_rules_file(path: str | Path) -> tuple[Rule, ...]:
     Raises :class:`~flowgraph.errors.GraphError` naming ``file:line:col`` of the offending key.
     """
     from flowgraph.errors import Location
-    from flowgraph.spec import load_yaml, locate
+    from flowgraph.graph_schema import locate
+    from flowgraph.yaml_loader import load_yaml
 
     name = str(path)
     try:
