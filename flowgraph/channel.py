@@ -7,7 +7,14 @@ Every edge has a size and a policy (promise 2 of the design):
 ``drop_oldest``
     Live. A full channel discards its oldest message to make room, and counts the drop. For live video.
 ``latest``
-    Size 1, ``drop_oldest``: the consumer always gets the freshest message. For CV that must not fall behind.
+    One slot per stream: a message replaces the queued one of its own ``stream_id`` (counted as a drop) and keeps
+    that stream's turn, so the consumer always gets each stream's freshest message and serves streams in turn.
+    For CV that must not fall behind; one busy stream cannot starve another (design issue 19).
+
+Many streams share one edge (``stream_id`` on every message). ``drop_oldest`` stays fair between them: a full
+channel drops the oldest message of the stream holding the most queued messages, not simply the oldest. A
+:class:`~flowgraph.messages.StreamEnd` marker is never dropped or replaced (on ``latest`` it replaces the slot of
+its own stream: that stream's last frame no longer matters).
 
 A channel carries references, never copies. It records, per message, the time it was enqueued, so the consumer
 side can report message age at dequeue (queueing latency) without touching the message.
@@ -22,6 +29,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+from .messages import StreamEnd
 from .metrics import Samples
 
 
@@ -35,6 +43,8 @@ POLICIES = tuple(p.value for p in Policy)
 
 #: Returned by :meth:`Channel.take` when nothing is queued.
 EMPTY: Any = object()
+#: A ``latest`` channel holds at most this many stream slots (bounded even if stream ids run away).
+LATEST_MAX_STREAMS = 4096
 
 
 class Channel:
@@ -47,7 +57,7 @@ class Channel:
     def __init__(self, name: str, size: int = 8, policy: Policy | str = Policy.BLOCK) -> None:
         self.policy = Policy(policy)
         if self.policy is Policy.LATEST:
-            size = 1
+            size = 1  # per stream
         if size < 1:
             raise ValueError(f"channel {name}: size must be >= 1, got {size}")
         self.name = name
@@ -82,11 +92,16 @@ class Channel:
             self.drops += 1
             return True
         items = self._items
-        if len(items) >= self.size:
-            if self.policy is Policy.BLOCK:
-                return False
-            items.popleft()
-            self.drops += 1
+        if len(items) >= self.size:  # the common case (room left) pays one comparison
+            if self.policy is Policy.LATEST:
+                if self._replace_slot(msg):
+                    return True
+                if len(items) >= LATEST_MAX_STREAMS:
+                    self._drop_fairly()
+            elif type(msg) is not StreamEnd:  # a marker may exceed the size; it never waits nor is dropped
+                if self.policy is Policy.BLOCK:
+                    return False
+                self._drop_fairly()
         items.append((time.perf_counter(), msg))
         self.puts += 1
         if self._notify is not None:
@@ -104,6 +119,38 @@ class Channel:
                 if waiter in self._putters:
                     self._putters.remove(waiter)
                 raise
+
+    def _replace_slot(self, msg: Any) -> bool:
+        """``latest``: put ``msg`` in its stream's queued slot, keeping that slot's turn. False: no slot yet."""
+        stream = getattr(msg, "stream_id", None)
+        items = self._items
+        for i, (_, queued) in enumerate(items):
+            if getattr(queued, "stream_id", None) == stream and type(queued) is not StreamEnd:
+                items[i] = (time.perf_counter(), msg)
+                self.drops += 1
+                self.puts += 1
+                if self._notify is not None:
+                    self._notify()
+                return True
+        return False
+
+    def _drop_fairly(self) -> None:
+        """Make room: drop the oldest message of the stream with the most queued; ties go to the stream of the
+        oldest message (so one stream alone drops its oldest, as a plain FIFO would). Markers stay."""
+        items = self._items
+        counts: dict[Any, int] = {}
+        for _, queued in items:
+            if type(queued) is not StreamEnd:
+                stream = getattr(queued, "stream_id", None)
+                counts[stream] = counts.get(stream, 0) + 1
+        if not counts:
+            return
+        busiest = max(counts, key=counts.__getitem__)
+        for i, (_, queued) in enumerate(items):
+            if type(queued) is not StreamEnd and getattr(queued, "stream_id", None) == busiest:
+                del items[i]
+                self.drops += 1
+                return
 
     def take(self) -> Any:
         """Dequeue the oldest message, or return :data:`EMPTY`."""

@@ -233,6 +233,7 @@ class LiveGraph:
             wired.append((edge, channel))
         rt.channels = wired
         rt.plan = new
+        rt.wire_markers()
         # 3. start, sinks first
         fresh = [rt.runners[name] for name in reversed(new.order) if name in coming]
         self._fresh = {}

@@ -76,6 +76,19 @@ class Control(Message):
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
+class StreamEnd(Message):
+    """One stream ended (its publisher left or timed out); the graph and the other streams go on.
+
+    Travels on any edge whatever its type. The runtime calls each node's ``end_stream(stream_id)`` (free that
+    stream's decoder, tracker, windows, caches) and forwards the marker on every output. Channels never drop it.
+    """
+
+    reason: str = ""
+    #: The node that ended the stream (set by it); the runtime knows how many inputs the marker reaches per node.
+    origin: str = ""
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
 class Packet(Message):
     """One compressed access unit. H.264 is Annex-B (start codes), ready for RTP packetisation."""
 

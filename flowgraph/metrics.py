@@ -64,6 +64,8 @@ class NodeStats:
     restarts: int = 0
     state: str = "created"
     last_error: str | None = None
+    #: Streams whose end-of-stream marker this node handled (their state freed).
+    streams_ended: int = 0
     process_time: Samples = field(default_factory=Samples)
     #: Seconds from the frame's capture (``Message.t_capture``) to this node picking the message up.
     capture_age: Samples = field(default_factory=Samples)

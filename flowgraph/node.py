@@ -26,6 +26,9 @@ How it runs follows from how it is written:
   a plain ``def run`` is a generator run in the worker thread that yields messages (or ``(port, message)``).
   Returning ends the stream, which then propagates downstream.
 * ``async def flush`` is called once every input has ended, to emit what is still held.
+* Many streams share one node (``stream_id`` on every message): keep per-stream state in a dict created on a
+  stream's first message, and free it in ``end_stream(end)``, which the runtime calls when that stream's
+  :class:`~flowgraph.messages.StreamEnd` arrives (then it forwards the marker on every output).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from .context import NodeContext as NodeContext  # re-exported: the node protocol in one import
+from .messages import StreamEnd
 from .params import NoParams
 from .ports import BoundOutput, Input, Output
 
@@ -52,6 +56,9 @@ class Node:
     cheap: ClassVar[bool] = False
     #: The node can use a CUDA device (``device: auto`` then picks CUDA when present).
     gpu: ClassVar[bool] = False
+    #: ``end_stream`` sends the stream's :class:`~flowgraph.messages.StreamEnd` on itself, in order after the
+    #: stream's last output (a node that pipelines work); otherwise the runtime forwards it after ``end_stream``.
+    forwards_stream_end: ClassVar[bool] = False
     #: Name in the registry; set when registered.
     type_name: ClassVar[str] = ""
     #: Params that a live edit of the graph changes in place (:meth:`update_params`), without a restart.
@@ -118,6 +125,12 @@ class Node:
     def update_params(self, params: Any) -> None:
         """A live edit changed only params in ``live_params``: take them. Override when state derives from them."""
         self.params = params
+
+    def end_stream(self, end: StreamEnd) -> Any:
+        """Stream ``end.stream_id`` ended (the graph goes on): free its state. Plain or ``async def``; runs on the
+        loop between two messages, never beside ``process``; called once per ended stream, after the stream's
+        marker came on every input that carries it (a join frees a stream once no branch can still bring its
+        messages)."""
 
     # -- helpers ----------------------------------------------------------------------------------------------
     async def offload(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from .messages import Message
+from .messages import Message, StreamEnd
 
 if TYPE_CHECKING:
     from .channel import Channel
@@ -91,8 +91,9 @@ class BoundOutput(Generic[M]):
     def fuse(self, deliver: Callable[[Any], Awaitable[None]]) -> None:
         self._fused.append(deliver)
 
-    async def send(self, msg: M) -> None:
-        """Deliver ``msg`` downstream; waits only where a ``block`` edge is full (backpressure)."""
+    async def send(self, msg: M | StreamEnd) -> None:
+        """Deliver ``msg`` downstream; waits only where a ``block`` edge is full (backpressure). A
+        :class:`StreamEnd` goes on any output whatever its type."""
         self.sent += 1
         for channel in self._channels:
             if not channel.offer(msg):

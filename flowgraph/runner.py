@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,7 +23,7 @@ from .channel import EMPTY, Channel
 from .compile import NodePlan
 from .context import NodeContext
 from .errors import NodeError
-from .messages import Message
+from .messages import Message, StreamEnd
 from .metrics import NodeStats
 from .node import Node
 
@@ -58,11 +59,21 @@ class NodeRunner:
         #: Set by a live edit that replaces this node: its outputs are handed to the successor, not closed.
         self.handover = False
         self._log_frames = False
+        #: Feedback input ports: a stream-end marker coming back on one is ignored (no loops).
+        self._feedback_ports: set[str] = set()
+        #: {origin node: input edges its stream-end markers arrive on} (set by the runtime; see stream_end.py).
+        self.marker_inputs: dict[str, int] = {}
+        #: Markers seen on fewer inputs than expected so far, by identity (fan-out hands every edge one object).
+        self._marker_arrivals: dict[int, tuple[StreamEnd, int]] = {}
+        #: Markers acted on (a surplus copy is ignored).
+        self._ended: deque[StreamEnd] = deque(maxlen=256)
 
     # -- wiring ---------------------------------------------------------------------------------------------
     def attach_input(self, port: str, channel: Channel, feedback: bool = False) -> None:
         channel.on_ready(self._notify)
         self.inputs.append((port, channel, feedback))
+        if feedback:
+            self._feedback_ports.add(port)
 
     def detach_input(self, channel: Channel) -> None:
         """Stop reading ``channel`` (live re-wiring); its queued messages stay in it for whoever attaches next."""
@@ -198,6 +209,9 @@ class NodeRunner:
 
     async def handle(self, port: str, msg: Any) -> None:
         """Process one message under the node's failure policy; also the entry point of fused edges."""
+        if type(msg) is StreamEnd:
+            await self._end_stream(port, msg)
+            return
         handler = self._handlers[port]
         captured = getattr(msg, "t_capture", None)
         if captured is not None:
@@ -224,6 +238,32 @@ class NodeRunner:
             if self._log_frames:
                 frames_log.debug("node=%s port=%s stream=%s frame_id=%s process_ms=%.3f", self.name, port,
                                  getattr(msg, "stream_id", None), getattr(msg, "frame_id", None), elapsed * 1000)
+
+    async def _end_stream(self, port: str, msg: StreamEnd) -> None:
+        """One stream ended: once its marker came on every input it reaches this node by, the node frees the
+        stream's state and the marker goes on once on every output (unless the node forwards it itself)."""
+        if port in self._feedback_ports or any(seen is msg for seen in self._ended):
+            return
+        expected = self.marker_inputs.get(msg.origin, 1)
+        _, arrived = self._marker_arrivals.pop(id(msg), (msg, 0))
+        if arrived + 1 < expected:
+            self._marker_arrivals[id(msg)] = (msg, arrived + 1)
+            while len(self._marker_arrivals) > 1024:  # bounded even if a branch never forwards its copy
+                self._marker_arrivals.pop(next(iter(self._marker_arrivals)))
+            return
+        self._ended.append(msg)
+        self.stats.streams_ended += 1
+        try:
+            result = self.node.end_stream(msg)
+            if inspect.isawaitable(result):
+                await result
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.node.log.error("end_stream(%r) failed: %s", msg.stream_id, exc, exc_info=exc)
+        if not self.node.forwards_stream_end:
+            for output in self.node._outputs.values():
+                await output.send(msg)
 
     def _call_sync(self, handler: Callable[[Any], Any], msg: Any) -> Any:
         """In the worker thread: order after the producer's GPU work, run, mark outputs with our event."""

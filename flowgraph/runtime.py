@@ -20,6 +20,7 @@ from .context import GraphScope, NodeContext
 from .errors import NodeError
 from .metrics import RateMeter, prometheus_lines
 from .runner import NodeRunner
+from .stream_end import marker_fan_in
 
 if TYPE_CHECKING:
     from .live import LiveGraph
@@ -97,6 +98,13 @@ class Runtime:
                 producer.connect(channel)
                 consumer.attach_input(edge.target_port, channel, edge.feedback)
                 self.channels.append((edge, channel))
+        self.wire_markers()
+
+    def wire_markers(self) -> None:
+        """Tell each runner how many copies of a stream-end marker it waits for (after a build or a live edit)."""
+        expected = marker_fan_in(self.plan)
+        for name, runner in self.runners.items():
+            runner.marker_inputs = expected.get(name, {})
 
     def _fatal(self, error: NodeError) -> None:
         if self.failure is None:

@@ -9,13 +9,23 @@ from __future__ import annotations
 import time
 from typing import Any
 
+#: After a stream ended, late reports from other roles (a throttled report already on its way) are ignored this long.
+ENDED_QUIET_S = 5.0
+
 
 class StreamRegistry:
     def __init__(self) -> None:
         self._streams: dict[str, dict[str, dict[str, Any]]] = {}
+        self._ended: dict[str, float] = {}
 
     def update(self, stream_id: str, role: str, **fields: Any) -> None:
         """Merge ``fields`` into what ``role`` reports for ``stream_id`` (stamped with the time)."""
+        if self._ended:
+            ended = self._ended.get(stream_id)
+            if ended is not None:
+                if role != "ingest" and time.monotonic() - ended < ENDED_QUIET_S:
+                    return
+                del self._ended[stream_id]
         entry = self._streams.setdefault(stream_id, {}).setdefault(role, {})
         entry.update(fields)
         entry["updated"] = time.time()
@@ -27,6 +37,14 @@ class StreamRegistry:
             if not roles:
                 del self._streams[stream_id]
 
+    def end(self, stream_id: str) -> None:
+        """The stream ended: forget every role's record (a publisher returning makes a new one)."""
+        self._streams.pop(stream_id, None)
+        now = time.monotonic()
+        self._ended[stream_id] = now
+        for old in [s for s, t in self._ended.items() if now - t > ENDED_QUIET_S]:
+            del self._ended[old]
+
     def known(self, stream_id: str) -> bool:
         return stream_id in self._streams
 
@@ -37,7 +55,8 @@ class StreamRegistry:
         roles = self._streams.get(stream_id)
         if roles is None:
             return None
-        return {"stream_id": stream_id, **{role: dict(fields) for role, fields in roles.items()}}
+        return {"stream_id": stream_id, "live": live_figures(roles),
+                **{role: dict(fields) for role, fields in roles.items()}}
 
     def all(self) -> list[dict[str, Any]]:
         return [self.get(s) or {} for s in self.ids()]
@@ -60,3 +79,24 @@ class ReportThrottle:
             return False
         self._last[stream_id] = now
         return True
+
+
+def live_figures(roles: dict[str, Any]) -> dict[str, Any]:
+    """The figures a stream list shows, from what the roles report: who publishes, how fast, who watches."""
+    ingest = roles.get("ingest") or {}
+    viewers = sum(int(v.get("viewers", 0)) for k, v in roles.items()
+                  if isinstance(v, dict) and isinstance(v.get("viewers"), int))
+    analysed = [v.get("analysed_fps") for v in roles.values() if isinstance(v, dict)]
+    return {
+        "publisher": ingest.get("publisher"),
+        "protocol": ingest.get("protocol"),
+        "state": ingest.get("state"),
+        "since": ingest.get("since"),
+        "bitrate_kbps": ingest.get("bitrate_kbps"),
+        "fps": ingest.get("fps_measured") or ingest.get("fps"),
+        "width": ingest.get("width"),
+        "height": ingest.get("height"),
+        "viewers": viewers,
+        "analysed_fps": next((a for a in analysed if isinstance(a, int | float)), None),
+    }
+

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from flowgraph.channel import EMPTY, Channel
+from flowgraph.messages import Data, StreamEnd
 
 
 async def test_block_policy_applies_backpressure() -> None:
@@ -95,3 +96,63 @@ def test_rate_meter_windows_and_origin() -> None:
     for t in range(2, 10):
         rate = meter.rate("k", 100 * t, float(t))
     assert rate == 100.0  # the window slid past the slow start
+
+
+# -- many streams on one edge (issue 19) --------------------------------------------------------------------------
+
+
+def _d(stream: str, value: int) -> Data:
+    return Data(stream_id=stream, value=value)
+
+
+def test_latest_keeps_one_slot_per_stream_and_serves_them_in_turn() -> None:
+    channel = Channel("e", 1, "latest")
+    for i in range(100):  # a busy stream ...
+        channel.offer(_d("busy", i))
+        if i % 10 == 0:  # ... beside a slow one
+            channel.offer(_d("slow", i))
+    assert len(channel) == 2
+    first, second = channel.take(), channel.take()
+    assert (first.stream_id, first.value) == ("busy", 99)  # the busy stream kept its turn, freshest frame
+    assert (second.stream_id, second.value) == ("slow", 90)
+    assert channel.take() is EMPTY
+    assert channel.drops == 100 + 10 - 2
+
+
+def test_latest_busy_stream_cannot_starve_another() -> None:
+    channel = Channel("e", 1, "latest")
+    served: dict[str, int] = {"a": 0, "b": 0}
+    for i in range(300):
+        for _ in range(5):  # a sends five frames for every one of b's
+            channel.offer(_d("a", i))
+        channel.offer(_d("b", i))
+        msg = channel.take()  # the consumer takes one message per round
+        served[msg.stream_id] += 1
+    assert abs(served["a"] - served["b"]) <= 1
+
+
+def test_drop_oldest_drops_from_the_busiest_stream() -> None:
+    channel = Channel("e", 4, "drop_oldest")
+    channel.offer(_d("quiet", 0))
+    for i in range(20):
+        channel.offer(_d("loud", i))
+    held = [channel.take() for _ in range(4)]
+    assert [(m.stream_id, m.value) for m in held] == [("quiet", 0), ("loud", 17), ("loud", 18), ("loud", 19)]
+    assert channel.drops == 17
+
+
+def test_stream_end_is_never_dropped_nor_replaced() -> None:
+    channel = Channel("e", 1, "latest")
+    channel.offer(_d("a", 1))
+    channel.offer(StreamEnd(stream_id="a"))  # takes the place of a's stale frame
+    channel.offer(_d("a", 2))  # a new stream with the same id queues behind the marker
+    assert [type(m).__name__ for m in (channel.take(), channel.take())] == ["StreamEnd", "Data"]
+    lossless = Channel("e", 1, "block")
+    lossless.offer(_d("a", 1))
+    assert lossless.offer(StreamEnd(stream_id="a"))  # a marker never waits on a full block edge
+    assert len(lossless) == 2 and lossless.drops == 0
+    live = Channel("e", 2, "drop_oldest")
+    live.offer(StreamEnd(stream_id="a"))
+    for i in range(5):
+        live.offer(_d("b", i))
+    assert type(live.take()) is StreamEnd

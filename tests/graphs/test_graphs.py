@@ -24,7 +24,7 @@ from flowgraph.testing import running
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAPHS = sorted((ROOT / "graphs").rglob("*.yaml"))
-ENV = {"INGEST_KEY": "k", "WHIP_TOKEN": "t", "INPUT": "clip.mp4"}
+ENV = {"INGEST_KEY": "k", "WHIP_TOKEN": "t", "STREAM_KEYS": "k", "INPUT": "clip.mp4"}
 
 
 @pytest.mark.parametrize("path", GRAPHS, ids=[str(p.relative_to(ROOT / "graphs")) for p in GRAPHS])
@@ -52,8 +52,8 @@ def test_every_shipped_graph_validates(path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_platform_needs_its_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("INGEST_KEY", raising=False)
-    with pytest.raises(GraphError, match=r"platform.yaml:\d+:\d+: environment variable INGEST_KEY is not set"):
+    monkeypatch.delenv("STREAM_KEYS", raising=False)
+    with pytest.raises(GraphError, match=r"platform.yaml:\d+:\d+: environment variable STREAM_KEYS is not set"):
         load_spec(ROOT / "graphs" / "platform.yaml")
 
 

@@ -102,11 +102,11 @@ async def soak(minutes: float, viewers: int, ws_count: int, out: Path) -> int:
             PY, str(ROOT / "tools" / "testsrc.py"), "--width", "1280", "--height", "720", "--fps", "30",
             "--seconds", "20", "--people", "3", "--out", str(scene)], check=True, capture_output=True)
         rtmp, http = free_port(), free_port()
-        env = {"INGEST_KEY": "soak", "WHIP_TOKEN": "soak", "REDIS_URL": redis.url, "POSTGRES_URL": postgres.url,
+        env = {"STREAM_KEYS": "soak=main", "REDIS_URL": redis.url, "POSTGRES_URL": postgres.url,
                "HOST": "127.0.0.1", "VIBRIO_BACKEND": "motion"}
         log = tmp / "graph.log"
         graph = Proc([FLOWGRAPH, "run", str(ROOT / "graphs" / "platform.yaml"), "--port", str(http),
-                      "--set", f"main.url=rtmp://127.0.0.1:{rtmp}/live/soak"], env=env, log=str(log))
+                      "--set", f"rtmp.url=rtmp://127.0.0.1:{rtmp}/live"], env=env, log=str(log))
         procs.append(graph)
         base = f"http://127.0.0.1:{http}"
         await wait_http(base + "/api/metrics", timeout=60)
@@ -137,7 +137,7 @@ async def soak(minutes: float, viewers: int, ws_count: int, out: Path) -> int:
                 # `latest` edges drop by design (CV skips to the freshest frame); other drops are lost messages
                 "drops": sum(e["drops"] for e in snap["edges"] if e["policy"] != "latest"),
                 "cv_skipped": sum(e["drops"] for e in snap["edges"] if e["policy"] == "latest"),
-                "fps": snap["nodes"]["main"]["rate_hz"],
+                "fps": snap["nodes"]["rtmp"]["rate_hz"],
             }
             last_cpu, last_t = cpu, now
             samples.append(sample)

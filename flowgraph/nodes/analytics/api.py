@@ -24,7 +24,7 @@ from flowgraph.context import Key, NodeContext
 from flowgraph.errors import ParamsError
 from flowgraph.nodes.analytics.schemas import ANALYTICS_TYPES
 from flowgraph.server import json_error
-from flowgraph.streams import StreamRegistry
+from flowgraph.streams import StreamRegistry, live_figures
 
 from .backends import BackendDown
 from .ring import RingRegistry, rings
@@ -119,7 +119,8 @@ class AnalyticsApi:
             "fps": fps,
             "viewers": {"ws": ws_viewers, "other": other_viewers, "total": ws_viewers + other_viewers},
             "analytics": ring.stats() if ring is not None else None,
-            "roles": {k: v for k, v in roles.items() if k != "stream_id"},
+            "live": live_figures({k: v for k, v in roles.items() if isinstance(v, dict) and k != "live"}),
+            "roles": {k: v for k, v in roles.items() if k not in ("stream_id", "live")},
         }
 
     async def list_streams(self, request: web.Request) -> web.Response:

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from flowgraph.context import NodeContext
 from flowgraph.errors import GraphError, ParamsError
-from flowgraph.messages import Analytics, Message
+from flowgraph.messages import Analytics, Message, StreamEnd
 from flowgraph.node import Node
 from flowgraph.nodes.analytics.schemas import ANALYTICS_TYPES
 from flowgraph.nodes.moriarty.messages import Poses
@@ -163,6 +163,17 @@ class Fuse(Node):
                 await self._late(branch, part)
         if self.joiner.pending():
             self._changed.set()
+
+    async def end_stream(self, end: StreamEnd) -> None:
+        """The stream ended: what is still pending for it goes out (partial), then its join, rule windows and
+        ring are freed."""
+        async with self._lock:
+            for joined in self.joiner.end(end.stream_id):
+                await self._emit(joined)
+            self.engine.forget(end.stream_id)
+            self._seen.discard(end.stream_id)
+            self._reported.pop(end.stream_id, None)
+            self.rings.drop(end.stream_id)
 
     async def flush(self) -> None:
         async with self._lock:

@@ -248,6 +248,13 @@ class Joiner:
             state.slots.clear()
         return out
 
+    def end(self, stream_id: str) -> list[Joined]:
+        """The stream ended: its pending slots, emitted (partial where incomplete), and its state freed."""
+        state = self._streams.pop(stream_id, None)
+        if state is None:
+            return []
+        return [self._close(state, slot) for slot in sorted(state.slots.values(), key=lambda s: s.order)]
+
     def pending(self) -> int:
         return sum(len(s.slots) for s in self._streams.values())
 

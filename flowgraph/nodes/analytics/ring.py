@@ -170,6 +170,10 @@ class RingRegistry:
     def ids(self) -> list[str]:
         return sorted(self._rings)
 
+    def drop(self, stream_id: str) -> None:
+        """The stream ended: its ring goes (the store keeps its history)."""
+        self._rings.pop(stream_id, None)
+
     def configure(self, **bounds: Any) -> None:
         """Set the bounds used for rings created from now on."""
         self.defaults.update(bounds)

@@ -152,6 +152,12 @@ class RuleEngine:
             for key, _ in oldest:
                 del self._states[key]
 
+    def forget(self, stream_id: str) -> None:
+        """The stream ended: its rule windows (hold timers, cooldowns) go; its rule overrides stay."""
+        for key in [k for k in self._states if k[0] == stream_id]:
+            del self._states[key]
+        self._pruned_at.pop(stream_id, None)
+
     def counters(self) -> dict[str, int]:
         return {"opportunities": self.fired, "cooldown_suppressed": self.suppressed, "rule_states": len(self._states)}
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flowgraph.context import Key, NodeContext
-from flowgraph.messages import Analytics
+from flowgraph.messages import Analytics, StreamEnd
 from flowgraph.node import Node
 from flowgraph.nodes.analytics.schemas import ANALYTICS_TYPES
 from flowgraph.params import param
@@ -97,6 +97,16 @@ class WsOut(Node):
             self.rings.ensure(msg.stream_id).append(msg)
         self.hub.publish(msg)
         self._report(msg.stream_id)
+
+    def end_stream(self, end: StreamEnd) -> None:
+        """The stream ended: its clients stay (it may come back) and are told; its ring restarts at seq 1, so
+        their resume position restarts too."""
+        self.rings.drop(end.stream_id)
+        self._reported.pop(end.stream_id, None)
+        frame = notice("stream_end", {"stream_id": end.stream_id, "reason": end.reason})
+        for client in self.hub.clients(end.stream_id):
+            client.last_seq = 0
+            client.send_now(frame)
 
     def _report(self, stream_id: str) -> None:
         count = self.hub.count(stream_id)

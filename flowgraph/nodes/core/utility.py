@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from flowgraph.context import NodeContext
-from flowgraph.messages import Data, Message, VideoFrame
+from flowgraph.messages import Data, Message, StreamEnd, VideoFrame
 from flowgraph.metrics import Samples
 from flowgraph.node import Node
 from flowgraph.params import param
@@ -143,6 +143,10 @@ class Collect(Node):
             self.received.append(msg)
         if self._file is not None:
             self._file.write(json.dumps(_jsonable(msg)) + "\n")
+
+    async def end_stream(self, end: StreamEnd) -> None:
+        """Stream ends are kept (and written) in order with the messages."""
+        await self.process(end)
 
     async def stop(self) -> None:
         if self._file is not None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from flowgraph.context import NodeContext
-from flowgraph.messages import Packet, VideoFrame
+from flowgraph.messages import Packet, StreamEnd, VideoFrame
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
@@ -40,6 +40,7 @@ class Decode(Node):
     packets = Input(Packet, "H.264 Annex-B access units")
     frames = Output(VideoFrame, "decoded pictures with the packet's stream_id/frame_id/pts/t_capture")
     gpu = True
+    forwards_stream_end = True  # the marker follows the stream's last pictures through the decode pipeline
 
     @dataclass
     class Params:
@@ -102,6 +103,14 @@ class Decode(Node):
         frames = decoder.decode(packet)
         self._report.maybe(packet.stream_id, lambda: {"node": self.name, **decoder.report()})
         return frames
+
+    async def end_stream(self, end: StreamEnd) -> None:
+        """In order behind the stream's queued packets: its decoder's last pictures, the marker, decoder freed."""
+        await self._pending.put(asyncio.ensure_future(self.offload(self._end, end)))
+
+    def _end(self, end: StreamEnd) -> list[Any]:
+        decoder = self._decoders.pop(end.stream_id, None)
+        return [end] if decoder is None else [*decoder.flush(), end]
 
     async def flush(self) -> None:
         await self._pending.put(None)

@@ -4,6 +4,9 @@
 ``rtmp://0.0.0.0:1935/live/KEY``       RTMP server (OBS/ffmpeg push); publishers with another key are rejected.
                                        Several ingest nodes may share one port with different keys.
 ``whip://`` (or ``whip:///path``)      WHIP endpoint on the graph server (``POST /whip/<stream_id>``), bearer token.
+``rtmp://0.0.0.0:1935/live`` + keys    Multi-stream: every publisher whose key ``keys``/``keys_file``/``on_publish``
+``whip://`` + keys                     authorises becomes a stream of its own (``multi`` module); RTMP key or WHIP
+                                       bearer token (or ``POST /whip/<key>``). Each stream ends with a StreamEnd.
 ``file:///x.mp4`` or a path            mp4, mkv, flv, avi, ts ...; ``realtime`` paces at native rate, ``loop``.
 ``rtsp:// http(s):// srt:// rtmp://``  PyAV pull with reconnect/backoff (rtmp pull needs ``listen: false``).
 ``v4l2:///dev/video0``                 V4L2 camera (raw/MJPEG transcoded; untested here: no camera).
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlparse
 
 from flowgraph.context import NodeContext
+from flowgraph.errors import ParamsError
 from flowgraph.messages import Control, Packet
 from flowgraph.node import Node
 from flowgraph.params import param
@@ -34,6 +38,7 @@ from flowgraph.streams import ReportThrottle
 
 if TYPE_CHECKING:
     from .whip import WhipEndpoint
+from .admission import AdmissionConfig, parse_keys
 
 SCHEMES = ("rtmp", "rtmps", "whip", "file", "rtsp", "rtsps", "http", "https", "srt", "udp", "tcp", "v4l2",
            "video4linux2", "testsrc")
@@ -62,6 +67,35 @@ class Ingest(Node):
         options: dict[str, str] = param({}, "extra FFmpeg demuxer/protocol options for pulls (e.g. rtsp_transport)")
         # rtmp / whip
         token: str = param("", "WHIP: required bearer token ('' = none)")
+        # multi-stream (rtmp:// and whip://): any of keys / keys_file / on_publish turns it on
+        keys: str = param("", "authorised stream keys, comma-separated: KEY or KEY=STREAM_ID (e.g. ${STREAM_KEYS}); "
+                              "each publisher becomes its own stream")
+        keys_file: str = param("", "file of stream keys (same entries, # comments), re-read when it changes")
+        on_publish: str = param("", "HTTP callback asked about unknown keys (POST key, addr, protocol, app; 2xx "
+                                    "admits, JSON {stream_id} names the stream)")
+        max_streams: int = param(16, "multi-stream: live streams at most; one more publisher is refused",
+                                 minimum=1, maximum=100_000)
+        takeover: Literal["replace", "refuse"] = param(
+            "replace", "multi-stream: a second publisher of a live stream replaces the first (replace) or is "
+                       "refused while it is live (refuse)")
+        max_kbps: int = param(0, "multi-stream: per-stream bandwidth limit (kbit/s, 4 s burst); a publisher above "
+                                 "it is disconnected (0 = none)", minimum=0)
+
+        def __post_init__(self) -> None:
+            """Multi-stream settings are checked before anything starts (errors name the param)."""
+            if not (self.keys.strip() or self.keys_file or self.on_publish):
+                return
+            scheme = urlparse(self.url).scheme.lower()
+            if scheme not in ("rtmp", "rtmps", "whip") or not self.listen:
+                raise ParamsError(f"keys / keys_file / on_publish need an rtmp:// (listen) or whip:// url, not "
+                                  f"{self.url!r}", ("url",), "rtmp://HOST:PORT/APP or whip://")
+            try:
+                parse_keys(self.keys, "keys")
+            except ValueError as exc:
+                raise ParamsError(str(exc), ("keys",), "KEY or KEY=STREAM_ID, comma-separated") from None
+            if self.on_publish and urlparse(self.on_publish).scheme not in ("http", "https"):
+                raise ParamsError(f"on_publish must be an http(s) URL, got {self.on_publish!r}", ("on_publish",),
+                                  "http://host/path")
         # encoding sources: testsrc and transcoded pulls
         width: int = param(1280, "testsrc width", minimum=16, maximum=7680)
         height: int = param(720, "testsrc height", minimum=16, maximum=4320)
@@ -81,16 +115,33 @@ class Ingest(Node):
         self.keyframes_forced = 0
         self.controls_ignored = 0
         self._published = ReportThrottle(1.0)
+        p = self.params
+        config = AdmissionConfig(keys=p.keys, keys_file=p.keys_file, on_publish=p.on_publish,
+                                 max_streams=p.max_streams, takeover=p.takeover)
+        self.multi: Any = None
+        if config.dynamic:
+            from .multi import MultiIngest
+
+            self.multi = MultiIngest(self, config)
 
     async def setup(self) -> None:
         self._validate_url()
-        if self._scheme() == "whip":
+        if self.multi is not None:
+            if self.multi.protocol == "whip":
+                self.multi.install_whip(self.ctx.server)
+        elif self._scheme() == "whip":
             from .whip import WhipEndpoint
 
             self.whip = WhipEndpoint(self)
             self.whip.install(self.ctx.server)
 
+    async def start(self) -> None:
+        if self.multi is not None:
+            await self.multi.start()
+
     async def stop(self) -> None:
+        if self.multi is not None:
+            await self.multi.stop()
         if self.whip is not None:
             await self.whip.close()
 
@@ -125,6 +176,9 @@ class Ingest(Node):
 
     # -- running --------------------------------------------------------------------------------------------
     async def run(self) -> None:
+        if self.multi is not None:
+            await self.multi.run()
+            return
         source = self.source = self._make_source()
         source.on_change = lambda: self._publish_info(force=True)
         watcher = asyncio.create_task(self._watch(source), name=f"ingest-watch:{self.name}")
@@ -168,16 +222,24 @@ class Ingest(Node):
     def _publish_info(self, force: bool = False) -> None:
         if not self._published.due(self.params.stream_id, force=force):
             return
-        if self.source is not None:
+        if self.multi is not None:
+            self.multi.report()
+        elif self.source is not None:
             self.ctx.streams.update(self.params.stream_id, "ingest", node=self.name,
                                     url=_redact(self.params.url), **self.source.describe())
 
     # -- control --------------------------------------------------------------------------------------------
     async def on_control(self, msg: Control) -> None:
-        if msg.stream_id != self.params.stream_id:  # one viewer tier may serve (and control) several streams
+        if self.multi is not None:
+            source = self.multi.source_of(msg.stream_id)
+            if source is None:
+                self.controls_ignored += 1
+                return
+        elif msg.stream_id != self.params.stream_id:  # one viewer tier may serve (and control) several streams
             self.controls_ignored += 1
             return
-        source = self.source
+        else:
+            source = self.source
         if msg.command == "keyframe":
             self.keyframe_requests += 1
             if source is not None and source.request_keyframe():
@@ -194,7 +256,9 @@ class Ingest(Node):
                                "keyframes_forced": self.keyframes_forced,
                                "controls_ignored": self.controls_ignored}
         source = self.source
-        if source is not None:
+        if self.multi is not None:
+            out.update(self.multi.counters())
+        elif source is not None:
             out.update(source.counters.as_dict())
             out["state"] = source.state
         return out

@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any, Literal
 
 from flowgraph.context import NodeContext
-from flowgraph.messages import Packet
+from flowgraph.messages import Packet, StreamEnd
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input
@@ -73,6 +73,12 @@ class Record(Node):
         if fmt == "auto":
             fmt = "mkv" if self.params.path.lower().endswith((".mkv", ".mka", ".webm")) else "mp4"
         return fmt
+
+    async def end_stream(self, end: StreamEnd) -> None:
+        """The stream ended: its file is finished and closed (in the worker thread, after its last write)."""
+        writer = self._writers.pop(end.stream_id, None)
+        if writer is not None:
+            await self.offload(writer.close)
 
     async def flush(self) -> None:
         for stream_id, writer in list(self._writers.items()):

@@ -124,10 +124,7 @@ class RtmpSource(Source):
         self.server = await RtmpServer.acquire(self.hubs, self.host, self.port)
         self.server.register(self)
         try:
-            while not self.stopping:
-                packet = await self._queue.get()
-                if packet is None:
-                    break
+            async for packet in self.queued():
                 yield packet
         finally:
             self.server.unregister(self)
@@ -135,6 +132,18 @@ class RtmpSource(Source):
                 self._session.close()
             await RtmpServer.release(self.hubs, self.server)
             self.state = "ended"
+
+    async def queued(self) -> AsyncIterator[Packet]:
+        """What publishers pushed, until :meth:`stop` (a multi-stream ingest reads this; the server is its)."""
+        while not self.stopping:
+            packet = await self._queue.get()
+            if packet is None:
+                break
+            yield packet
+
+    def finish(self) -> None:
+        """End after what is queued (a multi-stream ingest's publisher left: its last packets still count)."""
+        self._queue.put_nowait(None)
 
     def stop(self) -> None:
         super().stop()

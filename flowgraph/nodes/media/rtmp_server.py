@@ -12,6 +12,7 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("flowgraph.media.rtmp")
 
+#: A multi-stream ingest's answer to ``publish`` on its app: ``await admit(session, key)`` returns the source the
+#: publisher feeds, or raises :class:`~.admission.Refused`.
+Admit = Callable[["RtmpSession", str], Awaitable["RtmpSource"]]
+
 OUT_CHUNK_SIZE = 4096
 WINDOW = 2_500_000
 TIME_BASE = Fraction(1, 1000)
@@ -60,6 +65,8 @@ class RtmpServer:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.sources: dict[tuple[str, str], RtmpSource] = {}
+        #: app → the multi-stream ingest admitting any authorised key on it.
+        self.admitters: dict[str, Admit] = {}
         self.rejected = 0
         self._server: asyncio.Server | None = None
         self._sessions: set[RtmpSession] = set()
@@ -110,6 +117,15 @@ class RtmpServer:
         if key in self.sources and self.sources[key] is not source:
             raise ValueError(f"two ingest nodes claim rtmp app/key {source.app}/*** on port {self.port}")
         self.sources[key] = source
+
+    def register_app(self, app: str, admit: Admit) -> None:
+        """Every key on ``app`` not claimed by a single-stream ingest goes to ``admit``."""
+        if app in self.admitters:
+            raise ValueError(f"two multi-stream ingest nodes claim rtmp app {app!r} on port {self.port}")
+        self.admitters[app] = admit
+
+    def unregister_app(self, app: str) -> None:
+        self.admitters.pop(app, None)
 
     def unregister(self, source: RtmpSource) -> None:
         if self.sources.get((source.app, source.key)) is source:
@@ -175,7 +191,9 @@ class RtmpSession:
                 if not data:
                     break
                 for message in self.parser.feed(data):
-                    self._handle(message)
+                    pending = self._handle(message)
+                    if pending is not None:  # a publish that waits on admission (key list, HTTP callback)
+                        await pending
                 self._maybe_ack()
                 await self.writer.drain()
         except TimeoutError:
@@ -204,13 +222,13 @@ class RtmpSession:
             self._send(2, ACK, (self._acked & 0xFFFFFFFF).to_bytes(4, "big"))
 
     # -- receiving --------------------------------------------------------------------------------------------
-    def _handle(self, msg: RtmpMessage) -> None:
+    def _handle(self, msg: RtmpMessage) -> Awaitable[None] | None:
         kind = msg.type_id
         if kind == VIDEO:
             self._video(msg)
         elif kind in (COMMAND_AMF0, COMMAND_AMF3):
             payload = msg.payload[1:] if kind == COMMAND_AMF3 else msg.payload  # AMF3 commands start with 0x00
-            self._command_in(amf0_decode_all(payload), msg.stream_id)
+            return self._command_in(amf0_decode_all(payload), msg.stream_id)
         elif kind == DATA_AMF0:
             self._metadata(amf0_decode_all(msg.payload))
         elif kind == WINDOW_ACK_SIZE and len(msg.payload) >= 4:
@@ -220,10 +238,11 @@ class RtmpSession:
         elif kind == USER_CONTROL and msg.payload[:2] == b"\x00\x06":  # ping request → ping response
             self._send(2, USER_CONTROL, b"\x00\x07" + msg.payload[2:6])
         # SET_CHUNK_SIZE is applied by the parser; ACK, SET_PEER_BANDWIDTH and AUDIO need nothing from us
+        return None
 
-    def _command_in(self, values: list[Any], stream_id: int) -> None:
+    def _command_in(self, values: list[Any], stream_id: int) -> Awaitable[None] | None:
         if len(values) < 2 or not isinstance(values[0], str):
-            return
+            return None
         name, txn = values[0], values[1]
         args = values[3:]
         if name == "connect":
@@ -243,7 +262,7 @@ class RtmpSession:
             key = str(args[0]).split("?", 1)[0] if args else ""
             if not key and "/" in self.app:  # the whole URL typed as the server, stream key left empty
                 self.app, key = self.app.rsplit("/", 1)
-            self._publish(key, stream_id or 1)
+            return self._publish(key, stream_id or 1)
         elif name in ("FCUnpublish", "deleteStream", "closeStream"):
             if self.source is not None:
                 self.source.detach(self)
@@ -252,20 +271,46 @@ class RtmpSession:
             self._status(stream_id or 1, "error", "NetStream.Play.Failed", "this server only accepts publishers")
             self.close()
         # releaseStream, FCPublish, getStreamLength ... need no answer for OBS or ffmpeg
+        return None
 
     def _status(self, stream_id: int, level: str, code: str, description: str) -> None:
         self._command("onStatus", 0.0, None, {"level": level, "code": code, "description": description},
                       stream_id=stream_id)
 
-    def _publish(self, key: str, stream_id: int) -> None:
+    def _publish(self, key: str, stream_id: int) -> Awaitable[None] | None:
         source = self.server.sources.get((self.app, key))
+        admit = self.server.admitters.get(self.app)
+        if source is None and admit is not None:
+            return self._admit(admit, key, stream_id)
         if source is None:
             known_app = any(app == self.app for app, _ in self.server.sources)
             why = "wrong stream key" if known_app else f"unknown app {self.app!r}"
             self.server.reject(self.peer, self.app, why)
             self._status(stream_id, "error", "NetStream.Publish.BadName", "invalid stream key")
             self.close()
+            return None
+        self._start(source, stream_id)
+        return None
+
+    async def _admit(self, admit: Admit, key: str, stream_id: int) -> None:
+        from .admission import Refused
+
+        try:
+            source = await admit(self, key)
+        except Refused as exc:
+            self.server.rejected += 1
+            log.warning("RTMP publisher %s refused: %s", self.peer, exc.reason)
+            code = "NetStream.Publish.BadName" if exc.status in (401, 403) else "NetStream.Publish.Rejected"
+            self._status(stream_id, "error", code, exc.reason)
+            self.close()
             return
+        if self._closed:  # the publisher left while it waited: the source learns it had (and lost) a publisher
+            source.attach(self)
+            source.detach(self)
+            return
+        self._start(source, stream_id)
+
+    def _start(self, source: RtmpSource, stream_id: int) -> None:
         self.source = source
         source.connect_to_publish_ms = round((time.monotonic() - self.accepted) * 1000, 2)
         source.attach(self)

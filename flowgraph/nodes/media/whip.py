@@ -100,6 +100,10 @@ class WhipSource(Source):
         task.add_done_callback(self._tasks.discard)
         return True
 
+    def finish(self) -> None:
+        """End after what is queued (a multi-stream ingest's publisher left)."""
+        self._queue.put_nowait(None)
+
     def stop(self) -> None:
         super().stop()
         with contextlib.suppress(RuntimeError):

@@ -163,6 +163,13 @@ class MotionRegistry:
         self._people[key] = person  # most recently used last
         return person
 
+    def forget_stream(self, stream_id: str) -> int:
+        """Drop every person of one stream (keys are ``(stream_id, track_id)``); returns how many."""
+        gone = [k for k in self._people if isinstance(k, tuple) and k and k[0] == stream_id]
+        for k in gone:
+            del self._people[k]
+        return len(gone)
+
     def evict(self, now: float | None = None) -> list[Hashable]:
         """Drop stale people and the least recently used beyond the cap; returns the keys dropped."""
         now = time.monotonic() if now is None else now

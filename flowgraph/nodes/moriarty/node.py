@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from flowgraph.context import NodeContext
-from flowgraph.messages import Message, VideoFrame
+from flowgraph.messages import Message, StreamEnd, VideoFrame
 from flowgraph.node import Node
 from flowgraph.nodes.moriarty.messages import Pose, Poses
 from flowgraph.nodes.vibrio.messages import Tracks
@@ -144,6 +144,12 @@ class Moriarty(Node):
                               split_ratio=p.simcc_split_ratio, mean=p.mean, std=p.std, padding=p.padding,
                               device=self.device if self.device.startswith("cuda") else "cpu",
                               max_batch=p.max_batch, threads=p.threads)
+
+    def end_stream(self, end: StreamEnd) -> None:
+        """The stream ended: its people's motion history (smoothing, strides) goes."""
+        self._tracks_streams.discard(end.stream_id)
+        if self._motion is not None:
+            self._motion.forget_stream(end.stream_id)
 
     # -- processing (worker thread) ---------------------------------------------------------------------------
     def process(self, msg: Message) -> Poses | None:  # blocking node: runs in the worker thread

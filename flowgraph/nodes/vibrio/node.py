@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from flowgraph.context import NodeContext
-from flowgraph.messages import VideoFrame
+from flowgraph.messages import StreamEnd, VideoFrame
 from flowgraph.node import Node
 from flowgraph.nodes.vibrio.messages import Detection, Track, Tracks
 from flowgraph.params import param
@@ -222,6 +222,14 @@ class Vibrio(Node):
         return self.detector
 
     # -- per-stream state -------------------------------------------------------------------------------------
+    def end_stream(self, end: StreamEnd) -> None:
+        """The stream ended: its tracker, speed history and detector state (motion background) go."""
+        if self.states.pop(end.stream_id, None) is not None:
+            if self.detector is not None:
+                self.detector.forget(end.stream_id)
+            self.counts["streams_ended"] = self.counts.get("streams_ended", 0) + 1
+        self._bad_logged.discard(end.stream_id)
+
     def _state(self, stream_id: str) -> StreamState:
         state = self.states.get(stream_id)
         if state is None:

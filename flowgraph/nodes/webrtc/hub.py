@@ -92,6 +92,19 @@ class ViewerHub:
         self.fanout(packet.stream_id, rendition).push_packet(packet, lost_before=lost_before)
         self.meters[(packet.stream_id, rendition)].add(len(packet.data))
 
+    async def end_stream(self, stream_id: str, reason: str = "") -> int:
+        """The stream ended: its fan-outs (GOP caches), meters and keyframe timers go, and its viewers are closed
+        ("stream ended"; the page lists the live streams again). Returns how many viewers were closed."""
+        self.fanouts.pop(stream_id, None)
+        for key in [k for k in self.meters if k[0] == stream_id]:
+            del self.meters[key]
+        for key in [k for k in self._last_keyframe_request if k[0] == stream_id]:
+            del self._last_keyframe_request[key]
+        viewers = [s for s in self.sessions.values() if s.stream_id == stream_id]
+        await asyncio.gather(*(s.close(f"stream ended{': ' + reason if reason else ''}") for s in viewers),
+                             return_exceptions=True)
+        return len(viewers)
+
     def push_analytics(self, stream_id: str, text: str) -> None:
         for session in list(self.sessions.values()):
             if session.stream_id == stream_id:

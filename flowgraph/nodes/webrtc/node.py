@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from flowgraph.messages import Analytics, Control, Packet
+from flowgraph.messages import Analytics, Control, Packet, StreamEnd
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
@@ -138,6 +138,7 @@ class WebRTCOut(Node):
         self._controls: asyncio.Queue[Control] = asyncio.Queue(maxsize=32)
         self._control_dropped = 0
         self._analytics_dropped = 0
+        self.streams_ended_viewers = 0
         if p.workers > 0:
             from .workers import WorkerPool
 
@@ -171,6 +172,12 @@ class WebRTCOut(Node):
         # the H.264 facts are the producer's (ingest finds them once); only a packet made without them is parsed,
         # here, once for every viewer and worker
         self._backend.push_packet(with_facts(msg), rendition)
+
+    async def end_stream(self, end: StreamEnd) -> None:
+        """The stream ended: its fan-out and GOP cache are freed and its viewers closed."""
+        ender = getattr(self._backend, "end_stream", None)
+        if ender is not None:
+            self.streams_ended_viewers += await ender(end.stream_id, end.reason)
 
     async def on_analytics(self, msg: Analytics) -> None:
         wire = msg.to_wire()
@@ -233,6 +240,9 @@ class LocalBackend:
 
     def push_analytics(self, stream_id: str, text: str) -> None:
         self.hub.push_analytics(stream_id, text)
+
+    async def end_stream(self, stream_id: str, reason: str) -> int:
+        return int(await self.hub.end_stream(stream_id, reason))
 
     def known(self, stream_id: str) -> bool:
         return bool(self.hub.known(stream_id))

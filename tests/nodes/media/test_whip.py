@@ -160,3 +160,33 @@ async def test_keyframe_request_becomes_a_pli_to_the_publisher() -> None:
         finally:
             await publisher.close()
     assert rt.snapshot()["nodes"]["src"]["counters"]["keyframes_forced"] == 1
+
+
+async def test_multi_stream_whip_admits_each_key_as_its_stream_and_ends_it() -> None:
+    from flowgraph.messages import StreamEnd
+
+    graph = ingest_graph({"url": "whip://", "keys": "k1=alpha,k2=beta", "max_streams": 2}, on_error="skip_message")
+    async with running(graph) as rt:
+        base = rt.server.url
+        alpha, beta = Publisher(base + "/whip", "k1"), Publisher(base + "/whip", "k2")
+        stranger, third = Publisher(base + "/whip", "nope"), Publisher(base + "/whip/k1", "")
+        try:
+            await alpha.publish()
+            await beta.publish()
+            await stranger.publish()
+            assert await wait_for(lambda: {f.stream_id for f in collected(rt, "frames")} == {"alpha", "beta"}, 20)
+            assert alpha.location is not None and alpha.location.startswith("/whip/alpha/")
+            await third.publish()  # key in the path, no bearer: admitted as a takeover of alpha (the stream goes on)
+            async with aiohttp.ClientSession() as http:
+                assert beta.location is not None
+                ended = await http.delete(base + beta.location)
+            assert ended.status == 200
+            assert await wait_for(lambda: any(isinstance(m, StreamEnd) for m in collected(rt, "frames")), 10)
+            counters = rt.snapshot()["nodes"]["src"]["counters"]
+            ends = [m.stream_id for m in collected(rt, "frames") if isinstance(m, StreamEnd)]
+        finally:
+            for publisher in (alpha, beta, stranger, third):
+                await publisher.close()
+    assert (alpha.status, beta.status, stranger.status, third.status) == (201, 201, 403, 201)
+    assert ends == ["beta"]
+    assert counters["admission"]["refused"] == {"unauthorised": 1} and counters["streams_live"] == 1

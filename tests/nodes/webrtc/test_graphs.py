@@ -15,7 +15,7 @@ LIVE = Path(__file__).parents[3] / "graphs" / "live.yaml"
 
 async def test_live_yaml_rtmp_publisher_to_browser(free_port: int) -> None:
     rtmp_port = free_port
-    plan = compile_text(LIVE.read_text().replace("1935", str(rtmp_port)), env={"STREAM_KEY": "k1"})
+    plan = compile_text(LIVE.read_text().replace("1935", str(rtmp_port)), env={"STREAM_KEYS": "k1=live"})
     async with running(plan, port=0) as rt, Chromium() as browser:
         publisher = await asyncio.create_subprocess_exec(
             "ffmpeg", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc2=size=320x180:rate=30",

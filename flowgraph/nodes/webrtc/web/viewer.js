@@ -212,6 +212,47 @@ async function pollStats() {
   }
 }
 
+// The live streams (those with packets at the viewer tier), with what /api/streams says about each; a click
+// switches to that stream. Refreshed every 2 s, so publishers that come and go appear and disappear.
+async function refreshStreams() {
+  let ids = [];
+  const figures = {};
+  try {
+    ids = (await (await fetch("/api/webrtc/streams")).json()).streams || [];
+    const listed = await fetch("/api/streams");
+    if (listed.ok) for (const s of (await listed.json()).streams || []) figures[s.stream_id] = s.live || {};
+  } catch { return fg.liveStreams || []; }
+  fg.liveStreams = ids;
+  const nav = $("streams");
+  nav.replaceChildren();
+  for (const id of ids) {
+    const f = figures[id] || {};
+    const b = document.createElement("button");
+    b.type = "button";
+    b.dataset.stream = id;
+    if (id === fg.stream) b.className = "on";
+    const name = document.createElement("b");
+    name.textContent = id;
+    const info = document.createElement("small");
+    const parts = [];
+    if (f.width && f.height) parts.push(`${f.width}×${f.height}`);
+    if (typeof f.bitrate_kbps === "number") parts.push(`${Math.round(f.bitrate_kbps)} kbit/s`);
+    if (typeof f.fps === "number") parts.push(`${f.fps.toFixed(0)} fps`);
+    if (typeof f.viewers === "number") parts.push(`${f.viewers} watching`);
+    if (typeof f.analysed_fps === "number") parts.push(`CV ${f.analysed_fps.toFixed(1)} fps`);
+    info.textContent = parts.join(" · ") || (f.publisher ? String(f.publisher) : "live");
+    b.append(name, info);
+    b.onclick = () => {
+      const q = new URLSearchParams(location.search);
+      q.set("stream", id);
+      location.search = q.toString();
+    };
+    nav.appendChild(b);
+  }
+  fillPicker(ids, fg.stream);
+  return ids;
+}
+
 async function pollViewers() {
   try {
     const data = await (await fetch("/api/webrtc/streams")).json();
@@ -222,9 +263,17 @@ async function pollViewers() {
 
 async function connect() {
   const config = await loadConfig();
-  const stream = query.get("stream") || config.default_stream || config.streams[0] || "";
+  let stream = query.get("stream") || config.default_stream || config.streams[0] || "";
+  while (!stream) {  // nobody publishes yet: wait for the first live stream
+    $("waiting").textContent = "no live streams yet — waiting for a publisher…";
+    setState("waiting", "");
+    await new Promise((r) => setTimeout(r, 2000));
+    stream = (await refreshStreams())[0] || "";
+  }
   fg.stream = stream;
   fillPicker(config.streams || [], stream);
+  refreshStreams();
+  setInterval(refreshStreams, 2000);
   const iceServers = (config.ice_servers || []).map((s) => ({ urls: s.urls, username: s.username, credential: s.credential }));
   pc = fg.pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
@@ -261,6 +310,12 @@ async function connect() {
     note(body.error || `HTTP ${resp.status}`);
     fg.errors.push(body.error || resp.status);
     $("waiting").textContent = body.error || "cannot connect";
+    if (resp.status === 404) {  // the stream is not live (ended, or not yet): come back when it is
+      for (;;) {
+        await new Promise((r) => setTimeout(r, 2000));
+        if ((await refreshStreams()).includes(stream)) { location.reload(); return; }
+      }
+    }
     return;
   }
   fg.viewerId = body.viewer_id;

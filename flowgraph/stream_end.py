@@ -1,0 +1,38 @@
+"""How many copies of one stream's end marker each node waits for before it frees that stream's state.
+
+A :class:`~flowgraph.messages.StreamEnd` leaves its origin (an ingest node) once and every node forwards it once on
+each output, so it reaches a node once per input edge downstream of the origin. A node that joins branches (fuse:
+tracks and poses; webrtc_out: video and analytics) may still get messages of the ended stream on one input after the
+marker came on another; it frees the stream's state when the marker has come on *every* such edge, so no late
+message re-creates state for a stream that is gone.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .compile import ExecutionPlan
+
+
+def marker_fan_in(plan: ExecutionPlan) -> dict[str, dict[str, int]]:
+    """``{node: {origin: input edges reachable from origin}}`` over forward (non-feedback) edges."""
+    forward = [edge for edge in plan.edges if not edge.feedback]
+    downstream: dict[str, set[str]] = defaultdict(set)
+    for edge in forward:
+        downstream[edge.source].add(edge.target)
+    reach: dict[str, set[str]] = {}
+    for origin in plan.nodes:
+        seen = {origin}
+        todo = [origin]
+        while todo:
+            for nxt in downstream[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        reach[origin] = seen
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+    for origin, nodes in reach.items():
+        for edge in forward:
+            if edge.source in nodes:
+                counts[edge.target][origin] = counts[edge.target].get(origin, 0) + 1
+    return dict(counts)
