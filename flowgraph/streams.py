@@ -80,6 +80,10 @@ class ReportThrottle:
         self._last[stream_id] = now
         return True
 
+    def forget(self, stream_id: str) -> None:
+        """The stream ended."""
+        self._last.pop(stream_id, None)
+
 
 def live_figures(roles: dict[str, Any]) -> dict[str, Any]:
     """The figures a stream list shows, from what the roles report: who publishes, how fast, who watches."""

@@ -172,7 +172,7 @@ class Fuse(Node):
                 await self._emit(joined)
             self.engine.forget(end.stream_id)
             self._seen.discard(end.stream_id)
-            self._reported.pop(end.stream_id, None)
+            self._reports.forget(end.stream_id)
             self.rings.drop(end.stream_id)
 
     async def flush(self) -> None:

@@ -102,7 +102,8 @@ class WsOut(Node):
         """The stream ended: its clients stay (it may come back) and are told; its ring restarts at seq 1, so
         their resume position restarts too."""
         self.rings.drop(end.stream_id)
-        self._reported.pop(end.stream_id, None)
+        self._reports.forget(end.stream_id)
+        self._reported_viewers.pop(end.stream_id, None)
         frame = notice("stream_end", {"stream_id": end.stream_id, "reason": end.reason})
         for client in self.hub.clients(end.stream_id):
             client.last_seq = 0
