@@ -28,7 +28,7 @@ async def test_three_publishers_listed_and_switched_on_the_viewer_page(free_port
                     "-pix_fmt", "yuv420p", "-f", "flv", f"rtmp://127.0.0.1:{free_port}/live/{key}",
                     stdin=subprocess.DEVNULL))
             page = await browser.open(f"{rt.server.url}/?stream=b")
-            await page.wait_for("window.fg && fg.frames > 15 && (fg.liveStreams || []).length === 3", timeout=30)
+            await page.wait_for("window.fg && fg.frames > 15 && (fg.liveStreams || []).length === 3", timeout=60)
             listed = await page.eval("[...document.querySelectorAll('#streams button')].map(b => b.dataset.stream)")
             watching = await page.eval("({stream: fg.stream, state: fg.state})")
             shot = os.environ.get("FLOWGRAPH_SCREENSHOT_DIR")
@@ -36,7 +36,7 @@ async def test_three_publishers_listed_and_switched_on_the_viewer_page(free_port
                 await page.eval("new Promise(r => setTimeout(r, 2500))")  # let the list show bitrates
                 await page.screenshot(Path(shot) / "live-three-streams.png")
             await page.eval("document.querySelector('#streams button[data-stream=\"c\"]').click()")
-            await page.wait_for("window.fg && fg.stream === 'c' && fg.frames > 15", timeout=30)
+            await page.wait_for("window.fg && fg.stream === 'c' && fg.frames > 15", timeout=60)
             async with aiohttp.ClientSession() as http:
                 body = await (await http.get(f"{rt.server.url}/api/streams")).json()
         finally:
