@@ -1,0 +1,112 @@
+"""What the compiler produces and the runtime runs: nodes placed on devices and stages, edges with their queues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .node import Node
+from .spec import ErrorPolicy
+
+
+@dataclass
+class EdgePlan:
+    source: str
+    source_port: str
+    target: str
+    target_port: str
+    type_name: str
+    queue: int
+    policy: str
+    feedback: bool
+    fused: bool = False
+    policy_why: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.source}/{self.source_port} -> {self.target}/{self.target_port}"
+
+
+@dataclass
+class NodePlan:
+    name: str
+    node_type: str
+    cls: type[Node]
+    params: Any
+    device: str
+    device_why: str
+    mode: str
+    stage: str
+    on_error: ErrorPolicy
+    source: bool
+    nice: int = 0
+
+
+@dataclass
+class ExecutionPlan:
+    name: str
+    file: str
+    nodes: dict[str, NodePlan]
+    edges: list[EdgePlan]
+    order: list[str]
+    server: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stages(self) -> dict[str, list[str]]:
+        result: dict[str, list[str]] = {}
+        for name in self.order:
+            result.setdefault(self.nodes[name].stage, []).append(name)
+        return result
+
+    def inputs_of(self, node: str) -> list[EdgePlan]:
+        return [e for e in self.edges if e.target == node]
+
+    def outputs_of(self, node: str) -> list[EdgePlan]:
+        return [e for e in self.edges if e.source == node]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "file": self.file,
+            "nodes": {
+                n.name: {
+                    "type": n.node_type, "device": n.device, "device_why": n.device_why, "mode": n.mode,
+                    "stage": n.stage, "source": n.source, "on_error": n.on_error.policy, "nice": n.nice,
+                    "inputs": {p: i.type.__name__ for p, i in n.cls.inputs.items()},
+                    "outputs": {p: o.type.__name__ for p, o in n.cls.outputs.items()},
+                }
+                for n in (self.nodes[k] for k in self.order)
+            },
+            "edges": [
+                {"from": f"{e.source}/{e.source_port}", "to": f"{e.target}/{e.target_port}", "type": e.type_name,
+                 "queue": e.queue, "policy": e.policy, "feedback": e.feedback, "fused": e.fused}
+                for e in self.edges
+            ],
+            "stages": self.stages,
+            "server": self.server,
+        }
+
+    def describe(self) -> str:
+        """Human-readable plan for ``flowgraph validate --plan``."""
+        lines = [f"graph {self.name!r} ({self.file}): {len(self.nodes)} nodes, {len(self.edges)} edges, "
+                 f"{len(self.stages)} stages"]
+        for stage, members in self.stages.items():
+            first = self.nodes[members[0]]
+            fused = f" (fused: {' -> '.join(members)})" if len(members) > 1 else ""
+            lines.append(f"  stage {stage}: {first.mode} on {first.device}{fused}")
+            for member in members:
+                node = self.nodes[member]
+                where = f"{node.device}; {node.device_why}; on_error={node.on_error.policy}"
+                if node.nice:
+                    where += f"; nice {node.nice}"
+                lines.append(f"    {member}: {node.node_type} [{where}]")
+        lines.append("  edges:")
+        for e in self.edges:
+            tags = [e.policy, f"queue {e.queue}"]
+            if e.feedback:
+                tags.append("feedback")
+            if e.fused:
+                tags.append("fused: called inline")
+            why = f"  # {e.policy_why}" if e.policy_why else ""
+            lines.append(f"    {e.label}  {e.type_name}  [{', '.join(tags)}]{why}")
+        return "\n".join(lines)
