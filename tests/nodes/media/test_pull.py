@@ -49,7 +49,8 @@ async def test_realtime_paces_at_native_rate(media: dict[str, Path]) -> None:
     rt = await run_to_end(ingest_graph({"url": str(media["mkv"]), "realtime": True}))
     packets = collected(rt, "packets")
     span = packets[-1].t_capture - packets[0].t_capture
-    assert 1.8 <= span <= 2.6 and time.monotonic() - started >= 1.8  # 59 frame intervals at 30 fps
+    # 59 frame intervals at 30 fps = 1.97 s: never faster; slower only by load (up to twice, a loaded box)
+    assert 1.8 <= span <= 4.0 and time.monotonic() - started >= 1.8
 
 
 async def test_loop_continues_the_timeline(media: dict[str, Path]) -> None:
@@ -141,7 +142,9 @@ async def test_live_http_pull_reconnects_when_the_server_restarts(procs: Process
 
 async def test_missing_camera_keeps_retrying_and_stops_promptly() -> None:
     async with running(ingest_graph({"url": "v4l2:///dev/video97"}, on_error="skip_message")) as rt:
-        assert await wait_for(lambda: rt.snapshot()["nodes"]["src"]["counters"].get("reconnects", 0) >= 1, 5)
+        # the backoff doubles 0.5, 1, 2, 4 s: after the 4th retry fails the node waits 8 s before the next one
+        assert await wait_for(lambda: rt.snapshot()["nodes"]["src"]["counters"].get("reconnects", 0) >= 4, 40)
         assert rt.snapshot()["nodes"]["src"]["counters"]["state"] == "reconnecting"
         started = time.monotonic()
-    assert time.monotonic() - started < 2.0 and rt.exit_code == 0
+    # a stop that sat out the 8 s backoff would take longer than this generous bound (a loaded 2-core box)
+    assert time.monotonic() - started < 5.0 and rt.exit_code == 0
