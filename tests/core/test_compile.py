@@ -7,24 +7,30 @@ from pathlib import Path
 
 import pytest
 
+from flowgraph import devices
 from flowgraph.errors import GraphError
 from flowgraph.registry import Registry
 from flowgraph.testing import compile_text
 
 
-def test_auto_places_gpu_capable_node_on_cpu_and_says_why(reg: Registry) -> None:
+def test_auto_places_gpu_capable_node_by_what_the_machine_has_and_says_why(reg: Registry) -> None:
     plan = compile_text("nodes:\n  t: {node: tick}\n  g: {node: gpu_only, inputs: {inp: t/out}}\n", registry=reg)
-    assert plan.nodes["g"].device == "cpu"
-    assert plan.nodes["g"].device_why == "auto: no CUDA device, using CPU"
+    if devices.cuda_device_count():  # a GPU host
+        assert (plan.nodes["g"].device, plan.nodes["g"].device_why) == ("cuda:0", "auto: CUDA present")
+    else:
+        assert (plan.nodes["g"].device, plan.nodes["g"].device_why) == ("cpu", "auto: no CUDA device, using CPU")
+    assert plan.nodes["t"].device == "cpu"
     assert plan.nodes["t"].device_why == "auto: node runs on CPU only"
 
 
-def test_explicit_cuda_fails_validation_without_a_gpu(reg: Registry) -> None:
+def test_a_cuda_device_the_machine_lacks_fails_validation(reg: Registry) -> None:
+    count = devices.cuda_device_count()  # cuda:<count> never exists: 0 on this CPU box, one past the last on a GPU
+    have = f"{count} CUDA device(s)" if count else "no CUDA device"
     with pytest.raises(GraphError) as info:
-        compile_text("nodes:\n  t: {node: tick}\n  g:\n    node: gpu_only\n    device: cuda:0\n"
+        compile_text(f"nodes:\n  t: {{node: tick}}\n  g:\n    node: gpu_only\n    device: cuda:{count}\n"
                      "    inputs: {inp: t/out}\n", registry=reg)
-    assert info.value.line() == ("graph.yaml:5:13: node 'g': device 'cuda:0' is not available: this machine has no "
-                                 "CUDA device (expected auto, cpu, or a CUDA device that exists)")
+    assert info.value.line() == (f"graph.yaml:5:13: node 'g': device 'cuda:{count}' is not available: this machine "
+                                 f"has {have} (expected auto, cpu, or a CUDA device that exists)")
 
 
 def test_live_media_defaults_to_drop_oldest_and_analytics_to_block() -> None:
