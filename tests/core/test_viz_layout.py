@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from flowgraph.compile import compile_plan
+from flowgraph.graph_layout import NODE_H, NODE_W, graphviz_layout
 from flowgraph.spec import load_spec
-from flowgraph.viz import NODE_H, NODE_W, graphviz_layout, to_html
+from flowgraph.viz import to_html
 
 ROOT = Path(__file__).resolve().parents[2]
 Box = tuple[float, float, float, float]
