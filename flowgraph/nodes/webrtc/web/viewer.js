@@ -88,6 +88,7 @@ function gathered(pc, full) {
 
 function onAnalytics(text) {
   let msg;
+  if (typeof text !== "string") text = new TextDecoder().decode(text);   // Janus may relay text as binary
   try { msg = JSON.parse(text); } catch { return; }
   fg.analytics += 1;
   if (fg.messages.length < 50) fg.messages.push(msg);
@@ -283,7 +284,9 @@ async function connect() {
   reportChannel = pc.createDataChannel("viewer");
   pc.ondatachannel = (event) => {
     const ch = event.channel;
-    if (ch.label === "analytics") ch.onmessage = (e) => onAnalytics(e.data);
+    fg.channels = [...(fg.channels || []), ch.label];
+    // "JanusDataChannel": the analytics channel when the answer came through an SFU instance (sfu_out)
+    if (ch.label === "analytics" || ch.label === "JanusDataChannel") ch.onmessage = (e) => onAnalytics(e.data);
     else if (ch.label === "sync") ch.onmessage = (e) => onSync(e.data);
   };
   pc.ontrack = (event) => {
@@ -321,12 +324,32 @@ async function connect() {
   fg.viewerId = body.viewer_id;
   await pc.setRemoteDescription({ type: "answer", sdp: body.answer });
   fg.tAnswer = performance.now();
-  video.requestVideoFrameCallback(onFrame);
+  if (!fg.frameCallback) { fg.frameCallback = true; video.requestVideoFrameCallback(onFrame); }
+  if (/^s=flowgraph-sfu\s*$/m.test(body.answer)) watchSfu();
   if (query.get("stats") !== "0") {
     setInterval(pollStats, 1000);
     setInterval(pollViewers, 3000);
     pollViewers();
   }
+}
+
+// Through an SFU instance (sfu_out) a dead instance shows as a stalled picture long before ICE gives up:
+// after 1 s without a new frame the page joins again (the server avoids instances that fail their health checks).
+function watchSfu() {
+  fg.sfu = true;
+  fg.reconnects = fg.reconnects || 0;
+  let seen = fg.frames, since = performance.now();
+  const timer = setInterval(() => {
+    if (fg.frames !== seen) { seen = fg.frames; since = performance.now(); return; }
+    if (!fg.frames || performance.now() - since < 1000) return;
+    clearInterval(timer);
+    fg.reconnects += 1;
+    const old = pc;
+    old.onconnectionstatechange = null;
+    old.close();
+    fg.firstFrameMs = null;
+    connect().catch((err) => { fg.errors.push(String(err)); setTimeout(() => location.reload(), 1000); });
+  }, 200);
 }
 
 for (const [id, key] of [["show-boxes", "boxes"], ["show-pose", "pose"], ["show-speed", "speed"],
