@@ -214,10 +214,10 @@ general: {{ configs_folder = "{cfg}", plugins_folder = "/usr/lib/x86_64-linux-gn
   transports_folder = "/usr/lib/x86_64-linux-gnu/janus/transports",
   events_folder = "/usr/lib/x86_64-linux-gnu/janus/events",
   loggers_folder = "/usr/lib/x86_64-linux-gnu/janus/loggers",
-  debug_level = 3, admin_secret = "x", protected_folders = [] }}
+  debug_level = 3, admin_secret = "x", protected_folders = [], event_loops = {loops} }}
 certificates: {{}}
-media: {{ rtp_port_range = "{rtp_lo}-{rtp_hi}" }}
-nat: {{ nice_debug = false, ice_lite = false, ice_tcp = false, full_trickle = false }}
+media: {{ rtp_port_range = "{rtp_lo}-{rtp_hi}", min_nack_queue = 200 }}
+nat: {{ nice_debug = false, ice_lite = true, ice_tcp = false, full_trickle = false }}
 plugins: {{ disable = "{plugins_off}" }}
 transports: {{ disable = "{transports_off}" }}
 events: {{ broadcast = false }}
@@ -236,7 +236,8 @@ cors: {{ allow_origin = "*" }}
 JANUS_STREAMING = """
 general: {{ }}
 bench: {{ type = "rtp", id = 1, description = "bench", audio = false, video = true, videoport = {video},
-  videopt = 96, videortpmap = "H264/90000", videofmtp = "profile-level-id=42e01f;packetization-mode=1" }}
+  videopt = 96, videortpmap = "H264/90000", videofmtp = "profile-level-id=42e01f;packetization-mode=1",
+  videobufferkf = true }}
 """
 
 
@@ -247,8 +248,11 @@ async def janus_server(*, tmp: Path) -> AsyncIterator[tuple[str, str, Proc]]:
         raise RuntimeError("janus is not installed (apt-get install -y janus)")
     cfg = Path(tempfile.mkdtemp(prefix="janus-", dir=tmp))
     http, video = free_port(), free_port(socket.SOCK_DGRAM)
-    lo = 20000 + (os.getpid() % 200) * 100
-    (cfg / "janus.jcfg").write_text(JANUS_CFG.format(cfg=cfg, rtp_lo=lo, rtp_hi=lo + 99,
+    # Every viewer holds one port per host interface: the earlier 100-port range ran out after ~50 viewers
+    # (48 of 64 received, and 0 of 128). A realistic range, ICE-lite, keyframe buffering (instant joins) and one
+    # event loop per core (Janus's default is a thread per viewer) make this the best-effort configuration.
+    lo, hi = 20000, 40000
+    (cfg / "janus.jcfg").write_text(JANUS_CFG.format(cfg=cfg, rtp_lo=lo, rtp_hi=hi, loops=os.cpu_count() or 2,
                                                         plugins_off=JANUS_PLUGINS_OFF,
                                                         transports_off=JANUS_TRANSPORTS_OFF))
     (cfg / "janus.transport.http.jcfg").write_text(JANUS_HTTP.format(port=http))

@@ -6,7 +6,9 @@ Connect = offer created → first picture, and → live (a frame within 80 ms of
 joining at spread-out GOP positions, with flowgraph's page (posts its offer at the first host candidate) and with
 complete ICE gathering first (``gather=full``). Everything runs on this host; numbers move with its load.
 
-    python tools/bench/webrtc_latency.py [--seconds 10] [--connects 6] [--cases minimal,janus,flowgraph,transcode]
+    python tools/bench/webrtc_latency.py [--seconds 10] [--connects 6] [--cases minimal,janus,sfu,flowgraph,transcode]
+
+``sfu`` is flowgraph's own page and signalling with the media through ``sfu_out`` and two Janus instances.
 """
 
 from __future__ import annotations
@@ -73,7 +75,11 @@ async def run_case(name: str, browser: Chromium, tmp: Path, args: argparse.Names
             finally:
                 publisher.stop()
         return result
-    if name.startswith("minimal"):
+    if name == "sfu":   # flowgraph's page and signalling, media through sfu_out's two Janus instances
+        from sfu_viewers import sfu_server
+
+        server: Any = sfu_server(tmp)
+    elif name.startswith("minimal"):
         server = minimal_server("passthrough", tmp=tmp)
     else:
         kind = "transcode" if name.startswith("transcode") else "passthrough"
@@ -82,7 +88,7 @@ async def run_case(name: str, browser: Chromium, tmp: Path, args: argparse.Names
     async with server as (base, rtmp_url, _):
         publisher = start_publisher(rtmp_url)
         try:
-            if name.startswith("minimal"):
+            if name.startswith("minimal") or name == "sfu":
                 await asyncio.sleep(3)
             else:
                 await wait_stream(base, "bench")
@@ -131,7 +137,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connects", type=int, default=6)
-    parser.add_argument("--cases", default="minimal,janus,flowgraph,transcode,transcode-keyframe")
+    parser.add_argument("--cases", default="minimal,janus,sfu,flowgraph,transcode,transcode-keyframe")
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="fg-bench-") as tmpdir:

@@ -36,16 +36,16 @@ from typing import Any
 
 import aiohttp
 
+from .errors import JanusError
+
+__all__ = ["JanusClient", "JanusError", "JanusSettings", "LocalJanus", "new_secret", "write_config"]
+
 log = logging.getLogger("flowgraph.sfu.janus")
 
 LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
 PLUGINS_OFF = ("audiobridge", "duktape", "lua", "nosip", "recordplay", "sip", "textroom", "videocall",
                "videoroom", "voicemail", "echotest")
 TRANSPORTS_OFF = ("mqtt", "nanomsg", "pfunix", "rabbitmq", "http")
-
-
-class JanusError(RuntimeError):
-    """A Janus instance refused a request, did not answer, or could not start."""
 
 
 def janus_binary() -> str:
@@ -70,11 +70,12 @@ class JanusSettings:
     api_secret: str = ""
     admin_key: str = ""
     rtp_port_range: str = "20000-40000"
-    event_loops: int = 0            # 0 = CPU count
+    event_loops: int = 0            # 0 = CPU count, -1 = Janus's default (a thread per viewer)
     ice_enforce_list: str = ""      # e.g. "lo" to gather on loopback only (tests)
     ice_lite: bool = True
     debug_level: int = int(os.environ.get("FLOWGRAPH_JANUS_DEBUG", "3"))
     bind_ip: str = "127.0.0.1"
+    http_port: int = 0              # > 0: also the HTTP API (benchmarks' bare-Janus baseline)
 
 
 def write_config(folder: Path, s: JanusSettings) -> Path:
@@ -82,26 +83,32 @@ def write_config(folder: Path, s: JanusSettings) -> Path:
     lib = lib_dir()
     folder.mkdir(parents=True, exist_ok=True)
     loops = s.event_loops or (os.cpu_count() or 2)
+    loops_line = f", event_loops = {loops}" if loops > 0 else ""
     secret = f'api_secret = "{s.api_secret}", ' if s.api_secret else ""
     enforce = f', ice_enforce_list = "{s.ice_enforce_list}"' if s.ice_enforce_list else ""
+    transports_off = [n for n in TRANSPORTS_OFF if not (n == "http" and s.http_port)]
     (folder / "janus.jcfg").write_text(
         f'general: {{ configs_folder = "{folder}", plugins_folder = "{lib}/plugins",\n'
         f'  transports_folder = "{lib}/transports", events_folder = "{lib}/events",\n'
         f'  loggers_folder = "{lib}/loggers", debug_level = {s.debug_level}, {secret}\n'
-        f'  session_timeout = 0, event_loops = {loops}, protected_folders = [] }}\n'
+        f'  session_timeout = 0{loops_line}, protected_folders = [] }}\n'
         "certificates: {}\n"
         f'media: {{ rtp_port_range = "{s.rtp_port_range}", no_media_timer = 1, min_nack_queue = 200,'
         " dtls_mtu = 1200 }\n"
         f"nat: {{ nice_debug = false, ice_lite = {str(s.ice_lite).lower()}, ice_tcp = false,"
         f" full_trickle = false, ignore_mdns = true{enforce} }}\n"
         f'plugins: {{ disable = "{",".join(f"libjanus_{n}.so" for n in PLUGINS_OFF)}" }}\n'
-        f'transports: {{ disable = "{",".join(f"libjanus_{n}.so" for n in TRANSPORTS_OFF)}" }}\n'
+        f'transports: {{ disable = "{",".join(f"libjanus_{n}.so" for n in transports_off)}" }}\n'
         "events: { broadcast = false }\n"
         'loggers: { disable = "libjanus_jsonlog.so" }\n')
     (folder / "janus.transport.websockets.jcfg").write_text(
         f'general: {{ json = "compact", ws = true, ws_port = {s.ws_port}, ws_ip = "{s.bind_ip}", wss = false,'
         ' ws_logging = "err" }\n'
         "admin: { admin_ws = false }\n")
+    if s.http_port:
+        (folder / "janus.transport.http.jcfg").write_text(
+            f'general: {{ json = "compact", base_path = "/janus", http = true, port = {s.http_port},'
+            f' ip = "{s.bind_ip}", https = false }}\nadmin: {{ admin_http = false }}\ncors: {{ allow_origin = "*" }}\n')
     admin = f'admin_key = "{s.admin_key}", ' if s.admin_key else ""
     (folder / "janus.plugin.streaming.jcfg").write_text(f"general: {{ {admin}events = false }}\n")
     return folder / "janus.jcfg"

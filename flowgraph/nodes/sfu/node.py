@@ -21,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from flowgraph.messages import Analytics, Control, Packet
@@ -30,7 +30,10 @@ from flowgraph.params import param
 from flowgraph.ports import Input, Output
 from flowgraph.streams import streams
 
-from .janus import JanusClient, JanusError, JanusSettings, LocalJanus, new_secret
+from .errors import JanusError
+
+if TYPE_CHECKING:
+    from .janus import JanusClient, LocalJanus
 
 _INSTANCE_SCHEMA = {
     "type": "array",
@@ -250,6 +253,8 @@ class SfuOut(Node):
         self.router.add(self)
 
     async def start(self) -> None:
+        from .janus import JanusSettings, LocalJanus, new_secret
+
         p = self.params
         if p.backend != "janus":
             raise ValueError(f"sfu_out {self.name!r}: backend {p.backend!r} is not supported (only 'janus')")
@@ -319,6 +324,8 @@ class SfuOut(Node):
     # -- instances ------------------------------------------------------------------------------------------
     async def _bring_up(self, inst: Instance, *, probe: bool = False) -> None:
         """Connect, open the admin session, and (re)create every known mountpoint."""
+        from .janus import JanusClient
+
         timeout = self.params.request_timeout_s
         client = JanusClient(inst.url, api_secret=inst.api_secret)
         try:
