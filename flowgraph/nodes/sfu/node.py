@@ -28,7 +28,6 @@ from flowgraph.messages import Analytics, Control, Packet
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
-from flowgraph.streams import streams
 
 from .errors import JanusError
 
@@ -143,18 +142,18 @@ class StreamFeed:
                 self._on_request(self.stream_id)
 
     def send_frame(self, msg: Packet, mounts: list[Mount]) -> None:
-        from flowgraph.nodes.webrtc.h264 import rtp_payloads, with_parameter_sets
+        from flowgraph.nodes.media.h264 import decodable_nals
+        from flowgraph.nodes.webrtc.aiortc_adapter import rtp_payloads
 
         if msg.config:
             self.config = msg.config
-        data = with_parameter_sets(msg.data, self.config) if msg.keyframe else msg.data
         if msg.pts is not None and msg.time_base is not None:
             ts90 = int(msg.pts * msg.time_base * CLOCK)
         else:
             ts90 = int(msg.t_capture * CLOCK)
         ts = (ts90 + self.ts_offset) & 0xFFFFFFFF
         self.last_ts = ts
-        payloads = rtp_payloads(data)
+        payloads = rtp_payloads(decodable_nals(msg, self.config))
         self.frames += 1
         by_pt: dict[int, list[tuple[str, int]]] = {}
         for mount in mounts:
@@ -249,7 +248,7 @@ class SfuOut(Node):
     async def setup(self) -> None:
         from flowgraph.nodes.webrtc.signaling import install_routes
 
-        self.router = install_routes(self.ctx.server, self.ctx.services, page=self.params.page)
+        self.router = install_routes(self.ctx.server, self.ctx, page=self.params.page)
         self.router.add(self)
 
     async def start(self) -> None:
@@ -600,7 +599,9 @@ class SfuOut(Node):
     async def on_video(self, msg: Packet) -> None:
         if msg.codec != "h264":
             raise ValueError(f"sfu_out sends H.264 only; stream {msg.stream_id!r} carries {msg.codec!r}")
-        self._feed(msg.stream_id).send_frame(msg, self._mounts_of(msg.stream_id))
+        from flowgraph.nodes.media.h264 import with_facts
+
+        self._feed(msg.stream_id).send_frame(with_facts(msg), self._mounts_of(msg.stream_id))
 
     async def on_analytics(self, msg: Analytics) -> None:
         wire = msg.to_wire()
@@ -623,7 +624,7 @@ class SfuOut(Node):
             await self.control.send(await self._controls.get())
 
     def _report(self, stream_id: str) -> None:
-        streams(self.ctx.services).update(stream_id, "sfu_out", node=self.name,
+        self.ctx.streams.update(stream_id, "sfu_out", node=self.name,
                                           viewers=self.viewers_of(stream_id), whep=f"/whep/{stream_id}")
 
     def counters(self) -> dict[str, Any]:
