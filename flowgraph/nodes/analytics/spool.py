@@ -98,6 +98,8 @@ class Spool:
     def open(self) -> None:
         """Create the directory and index the segments a previous run left (oldest first)."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.segments.clear()  # (re)built from the files: a restarted node opens its spool again
+        self.bytes = 0
         for stale in self.directory.glob("*.tmp"):
             stale.unlink(missing_ok=True)
         found = sorted(self.directory.glob("*.jsonl"))

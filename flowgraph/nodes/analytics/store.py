@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flowgraph.context import NodeContext
 from flowgraph.errors import NodeError, ParamsError
 from flowgraph.messages import Analytics
 from flowgraph.node import Node
@@ -72,12 +73,8 @@ class Store(Node):
                 raise ParamsError(problem, ("url",), "sqlite:///path, redis://host:port/db or "
                                                      "postgresql://user@host:port/db")
 
-    async def setup(self) -> None:
-        from .api import api_for
-
-        api_for(self.ctx).add_store(self)
-
-    async def start(self) -> None:
+    def __init__(self, ctx: NodeContext, params: Store.Params | None = None) -> None:
+        super().__init__(ctx, params)
         from .backends import open_backend
         from .records import record_of
         from .spool import Spool
@@ -93,14 +90,25 @@ class Store(Node):
                                   max_pending_batches=p.max_pending_batches, retry_s=p.retry_s,
                                   rejected_max_bytes=int(p.rejected_max_mb * (1 << 20)))
         self._types = frozenset(p.types)
+        self._received = 0  # records handed to the writer, over every start of this node
+        self._run = ""  # uid prefix of the current start: "<run>-<n>" is unique and increasing within a run
+        self._seq = 0
+        self._running = False
+
+    async def setup(self) -> None:
+        from .api import api_for
+
+        api_for(self.ctx).add_store(self)
+
+    async def start(self) -> None:
         self._run = secrets.token_hex(4)
-        self._count = 0
-        self._stopped = False
+        self._seq = 0
         try:
             await self.writer.start()
         except BackendMisconfigured as exc:  # never spool forever into a backend that can take nothing
             await self.backend.close()
             raise NodeError(self.name, None, exc) from exc
+        self._running = True
 
     def _spool_dir(self) -> Path:
         p = self.params
@@ -118,8 +126,9 @@ class Store(Node):
     async def process(self, msg: Analytics) -> None:
         if msg.type not in self._types:
             return
-        self._count += 1
-        await self.writer.put(self._record_of(msg, f"{self._run}-{self._count}"))
+        self._received += 1
+        self._seq += 1
+        await self.writer.put(self._record_of(msg, f"{self._run}-{self._seq}"))
 
     async def flush(self) -> None:
         import contextlib
@@ -128,11 +137,10 @@ class Store(Node):
             await self.writer.flush(self.params.flush_timeout_s)
 
     async def stop(self) -> None:
-        writer = getattr(self, "writer", None)
-        if writer is None or self._stopped:
+        if not self._running:
             return
-        self._stopped = True
-        await writer.close(self.params.flush_timeout_s)
+        self._running = False
+        await self.writer.close(self.params.flush_timeout_s)
         await self.backend.close()
         totals = {k: v for k, v in self.counters().items() if isinstance(v, int) and not isinstance(v, bool)}
         logging.getLogger("flowgraph.analytics.store").info(
@@ -148,13 +156,9 @@ class Store(Node):
         return await self.backend.has_stream(stream_id)
 
     def describe(self) -> str:
-        backend = getattr(self, "backend", None)
-        return backend.describe() if backend is not None else self.params.url
+        return self.backend.describe()
 
     def counters(self) -> dict[str, Any]:
-        writer = getattr(self, "writer", None)
-        if writer is None:
-            return {}
-        stats = writer.stats()
-        stats["received"] = self._count
+        stats = self.writer.stats()
+        stats["received"] = self._received
         return stats

@@ -77,7 +77,10 @@ class BatchWriter:
     # -- lifecycle ------------------------------------------------------------------------------------------
     async def start(self) -> None:
         """Index the spool a previous run left, connect (or start down), start the writer tasks. Raises
-        :class:`BackendMisconfigured` when the backend can never take these records as configured."""
+        :class:`BackendMisconfigured` when the backend can never take these records as configured. Can be called
+        again after :meth:`close` (a restarted node)."""
+        self._closing = False
+        self.up = False
         try:
             await self._offload(self.spool.open)
         except OSError as exc:

@@ -487,3 +487,32 @@ def test_every_row_names_a_verdict() -> None:
     for module in (store_postgres, store_redis, store_sqlite):
         assert module.ERRORS and all(isinstance(row.verdict, Verdict) and row.what for row in module.ERRORS)
     assert os.path.exists(__file__)
+
+
+async def test_a_writer_started_again_after_close_writes_and_replays(tmp_path: Path,
+                                                                   redis_server: Any, eventually: Any) -> None:
+    """A restarted store node reuses its writer: the spool is indexed afresh (no segment twice), writes resume."""
+    backend = RedisBackend(redis_server.url)
+    spool = Spool(tmp_path / "spool", fsync=False)
+    writer = BatchWriter(backend, spool, Offload(), batch_size=10, flush_interval_s=0.02, retry_s=0.05,
+                         retry_max_s=0.3)
+    await writer.start()
+    await put_all(writer, records(30))
+    assert await delivered(writer, eventually, 30)
+    redis_server.stop()
+    await put_all(writer, records(30, 30))
+    assert await eventually(lambda: writer.spool.spooled >= 30, 20)
+    await writer.close(0.5)
+    segments = len(spool.segments)
+    redis_server.start()
+    await writer.start()  # the node's restart
+    try:
+        assert len(spool.segments) <= segments  # indexed afresh from the files, not appended twice
+        await put_all(writer, records(30, 60))
+        assert await delivered(writer, eventually, 90)
+        assert_clean(writer)
+    finally:
+        await writer.close(1.0)
+        await backend.close()
+    uids = await redis_uids(redis_server.url)
+    assert len(uids) == len(set(uids)) == 90
