@@ -172,6 +172,11 @@ class Node:
         doc = inspect.getdoc(cls) or ""
         return doc.splitlines()[0] if doc else ""
 
+    @classmethod
+    def plan_notes(cls, params: Any, device: str) -> list[str]:
+        """Lines ``flowgraph validate --plan`` prints under this node (e.g. which backend ``auto`` picks, why)."""
+        return []
+
     def counters(self) -> dict[str, Any]:
         """Node-specific figures for metrics (packets, bytes, drops, reconnects ...); override to report them."""
         return {}

@@ -100,6 +100,7 @@ class ExecutionPlan:
                 if node.nice:
                     where += f"; nice {node.nice}"
                 lines.append(f"    {member}: {node.node_type} [{where}]")
+                lines.extend(f"      {note}" for note in node.cls.plan_notes(node.params, node.device))
         lines.append("  edges:")
         for e in self.edges:
             tags = [e.policy, f"queue {e.queue}"]

@@ -6,6 +6,8 @@ Frames are rendered by ``flowgraph.nodes.synth`` at 640×360 and 1280×720 with 
   measured in the same run;
 * hog: OpenCV's people detector at the node's defaults (pictures resized to 640 px wide);
 * motion: background subtraction in torch at the defaults (640 px wide);
+* blazepose: BlazePose's trained person detector via LiteRT over motion-guided crops (the synthetic people are
+  drawn figures, so its tracks here say little; its accuracy is measured on the real clip, below);
 * onnx / torchscript: a random-weight stand-in shaped like a small YOLO detector (640×640 input, strides
   8/16/32, (1, 84, 8400) output, 4.9 GFLOPs where YOLOv8n has 8.7); it finds nothing, so its figure is the
   model's and the decoding's cost with an empty tracker. No weights are downloaded.
@@ -13,7 +15,14 @@ Frames are rendered by ``flowgraph.nodes.synth`` at 640×360 and 1280×720 with 
 The goal on a CPU with 2 cores is ≤ 33 ms/frame at 640×360 (real time at 30 fps). Each figure is the median
 over the frames after a warm-up. On a shared machine the numbers are noisy: run it on an idle one to quote them.
 
-    python tools/bench/vibrio.py [--frames 30] [--threads 2] [--backends baseline hog motion onnx torchscript]
+    python tools/bench/vibrio.py [--frames 30] [--threads 2] [--backends baseline hog motion blazepose onnx ...]
+    python tools/bench/vibrio.py --clip [--size 640x360] [--backends hog motion blazepose]
+
+``--clip`` runs the backends over the real pedestrian clip (opencv-doc ``vtest.avi``, 795 frames, resized to
+``--size``; ``native`` keeps 768×576) and scores them against the hand labels of
+``tests/nodes/vibrio/data/vtest_people.json``: recall and false boxes per labelled person of the confirmed tracks,
+wall and CPU ms/frame (median; CPU time counts every thread, so it is the figure to read on a loaded machine),
+and how many track ids were issued.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from flowgraph.params import validate
 
 SIZES = ((640, 360), (1280, 720))
 PEOPLE = (1, 8)
-BACKENDS = ("baseline", "hog", "motion", "onnx", "torchscript")
+BACKENDS = ("baseline", "hog", "motion", "blazepose", "onnx", "torchscript")
 
 
 class TruthDetector(Detector):
@@ -123,6 +132,32 @@ def measure(backend: str, scene: Scene, rendered: list[tuple[np.ndarray, Any]], 
     return statistics.median(times), float(np.mean(tracks))
 
 
+def clip_table(backends: list[str], size: tuple[int, int] | None, threads: int) -> None:
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "nodes" / "vibrio"))
+    from clip_eval import run_backend
+
+    label = "native 768x576" if size is None else f"{size[0]}x{size[1]}"
+    print(f"vibrio on vtest.avi ({label}), {threads} threads, load before {os.getloadavg()}")
+    print("| backend | recall (all) | recall (main) | false boxes / person | ms/frame wall | ms/frame CPU | "
+          "track ids | load after |")
+    print("|---|---|---|---|---|---|---|---|")
+    results = []
+    for backend in backends:
+        run = run_backend({"backend": backend, "threads": threads}, size=size)
+        t = run.tracks
+        print(f"| {backend} | {t.recall:.2f} ({t.found}/{t.people}) | {t.main_recall:.2f} "
+              f"({t.main_found}/{t.main_people}) | {t.false_per_person:.2f} ({t.false_boxes}) | "
+              f"{run.ms_per_frame:.1f} | {run.cpu_ms_per_frame:.1f} | {run.track_ids} | "
+              f"{run.load[0]:.1f} |", flush=True)
+        results.append({"backend": backend, "size": label, "recall": t.recall, "main_recall": t.main_recall,
+                        "false_per_person": t.false_per_person, "ms": run.ms_per_frame,
+                        "cpu_ms": run.cpu_ms_per_frame, "track_ids": run.track_ids, "load": run.load})
+    record("vibrio_clip", results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=30, help="frames measured per case (after warm-up)")
@@ -130,8 +165,17 @@ def main() -> None:
                         "background in the first 10)")
     parser.add_argument("--threads", type=int, default=2, help="torch/onnxruntime/OpenCV threads")
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    parser.add_argument("--clip", action="store_true", help="score backends on the real clip against hand labels")
+    parser.add_argument("--size", default="640x360", help="--clip: picture size WxH, or native")
     args = parser.parse_args()
     import cv2
+
+    if args.clip:
+        backends = [b for b in args.backends if b in ("hog", "motion", "blazepose")] if args.backends != list(
+            BACKENDS) else ["hog", "motion", "blazepose"]
+        size = None if args.size == "native" else tuple(int(v) for v in args.size.split("x"))
+        clip_table(backends, size, args.threads)  # type: ignore[arg-type]
+        return
 
     cv2.setNumThreads(args.threads)
     torch.set_num_threads(args.threads)

@@ -8,8 +8,16 @@ thread, so renditions encode in parallel on separate cores)::
 
 libx264 low-latency settings (zerolatency, no B-frames, fixed GOP, repeated headers), NVENC when placed on CUDA.
 The bitrate changes while running (``set_bitrate`` or a ``bitrate`` Control with ``args: {kbps: N}``); a
-``keyframe`` Control makes the next frame an IDR. With ``overlay: true`` the newest analytics (boxes with track
-ids, skeletons, speed labels) are burned into a copy of each picture before encoding.
+``keyframe`` Control makes the next frame an IDR. With ``overlay: true`` each picture gets the analytics of its
+own frame (boxes with track ids, skeletons, speed labels; matched by pts, see :mod:`.overlay`) burned into a
+copy before encoding; ``overlay_wait_ms`` holds a picture up to that long for its analytics to arrive::
+
+    enc: {node: encode, inputs: {frames: dec/frames, analytics: fuse/analytics},
+          params: {overlay: true, overlay_wait_ms: 200}}
+
+The hold delays the rendition (never the passthrough path); what it costs is in the counters
+(``overlay_hold_ms_mean``/``_max``, ``overlay_hold_timeouts``). In a file run that is not realtime, with ``block``
+edges, a generous wait (seconds) makes every overlay exact.
 """
 
 from __future__ import annotations
@@ -49,8 +57,11 @@ class Encode(Node):
         preset: str = param("veryfast", "x264 preset")
         codec: Literal["auto", "libx264", "h264_nvenc"] = param("auto", "auto = NVENC when placed on CUDA")
         stream_id: str = param("", "stream_id of the output ('' = the input's), e.g. cam1/360p")
-        overlay: bool = param(False, "burn in the newest analytics (boxes, ids, skeletons, speeds)")
-        overlay_max_age_s: float = param(0.5, "analytics older than this are not drawn", exclusiveMinimum=0)
+        overlay: bool = param(False, "burn in each picture's analytics (boxes, ids, skeletons, speeds)")
+        overlay_max_age_s: float = param(0.5, "draw analytics at most this much older than the picture (pts; "
+                                              "wall clock for messages without pts)", exclusiveMinimum=0)
+        overlay_wait_ms: float = param(0.0, "hold each picture up to this long for its analytics (0 = never)",
+                                       minimum=0, maximum=60_000)
 
     live_params = frozenset({"bitrate_kbps"})
 
@@ -124,9 +135,13 @@ class Encode(Node):
             if self._pending_keyframe:
                 encoder.request_keyframe()
                 self._pending_keyframe = False
-        if self._overlay is not None and self._overlay.has_content():
-            image = self._overlay.draw(image.copy())  # frames are shared read-only: draw on our own copy
-            self.overlays_drawn += 1
+        if self._overlay is not None:
+            t = frame.pts_seconds
+            self._overlay.wait_for(frame.stream_id, t, self.params.overlay_wait_ms / 1000)
+            chosen = self._overlay.choose(frame.stream_id, t)
+            if not chosen.empty:  # frames are shared read-only: draw on our own copy
+                image = self._overlay.draw(image.copy(), chosen=chosen)
+                self.overlays_drawn += 1
         pts = self._pts(frame)
         out: list[Packet] = []
         assert self._maker is not None
@@ -182,6 +197,9 @@ class Encode(Node):
         out.update({"bitrate_kbps": self.bitrate_kbps, "keyframe_requests": self.keyframe_requests,
                     "overlays_drawn": self.overlays_drawn,
                     "bitrate_changes": encoder.bitrate_changes if encoder is not None else 0})
+        overlay = getattr(self, "_overlay", None)
+        if overlay is not None:
+            out.update(overlay.counters())
         if encoder is not None:
             out["size"] = f"{encoder.config.width}x{encoder.config.height}"
         return out

@@ -1,14 +1,23 @@
 """Burned-in overlays for viewers that cannot draw: track boxes with ids, skeletons, speed labels.
 
-Keeps the newest analytics of one stream (``detection``, ``pose``, ``speed`` messages of the analytics contract)
-and draws them on a picture. Coordinates are in the analysed frame's pixels (payload ``width``/``height``) and
-are scaled to the picture being encoded. Anything older than ``max_age_s`` is not drawn, so overlays vanish when
-the analytics branch stalls instead of freezing on screen.
+Each picture is drawn with the analytics *of that picture*: ``detection``, ``pose`` and ``speed`` messages of the
+analytics contract are kept per stream in pts order, and a picture at source time ``t`` gets, per type, the
+message whose pts is ``t`` — or the newest one before ``t`` no more than ``tolerance_s`` older (analytics on a
+``latest`` edge skip frames). Messages or pictures without a pts fall back to the newest message received no more
+than ``tolerance_s`` ago (wall clock), so overlays vanish when the analytics branch stalls instead of freezing.
+
+:meth:`OverlayState.wait_for` lets the encoder hold a picture until the analytics have caught up with its pts
+(every type seen on the stream has reached ``t``) or a deadline passes — a file run that is not realtime then
+draws every box on exactly its own frame. Coordinates are in the analysed frame's pixels (payload
+``width``/``height``) and are scaled to the picture being encoded.
 """
 
 from __future__ import annotations
 
+import bisect
+import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -39,71 +48,220 @@ def _colour(track_id: Any) -> tuple[int, int, int]:
     return int(r), int(g), int(b)
 
 
+DRAWN_TYPES = ("detection", "pose")
+#: Messages kept per stream and type: several seconds of analytics at 30 fps, and more than any queue holds.
+KEEP = 512
+#: Streams remembered at once (least recently updated is forgotten).
+MAX_STREAMS = 64
+#: A picture's pts and an analytics message's pts are "the same frame" within this (float round-trips).
+SAME_FRAME_S = 1e-4
+
+
+@dataclass
+class _Entry:
+    t: float | None  # the analysed frame's pts in seconds (None: the message had no pts)
+    received: float  # time.monotonic() on arrival
+    payload: dict[str, Any]
+
+
+def _time(entry: _Entry) -> float:
+    return entry.t if entry.t is not None else float("-inf")
+
+
+@dataclass
+class _Stream:
+    """One stream's analytics, in pts order per type."""
+
+    timed: dict[str, list[_Entry]] = field(default_factory=lambda: {k: [] for k in DRAWN_TYPES})
+    latest: dict[str, _Entry] = field(default_factory=dict)  # newest arrival per type (pts or not)
+    newest_t: dict[str, float] = field(default_factory=dict)  # highest pts seen per type
+    speeds: dict[float, dict[int, float]] = field(default_factory=dict)  # pts -> {track_id: km/h}
+    untimed_speeds: dict[int, tuple[float, float]] = field(default_factory=dict)  # track_id -> (received, km/h)
+    stalled: bool = False  # a hold timed out; no more holds until the next message arrives
+
+
+@dataclass
+class _Chosen:
+    """What one picture gets drawn with."""
+
+    detection: _Entry | None
+    pose: _Entry | None
+    speeds: dict[int, float]
+
+    @property
+    def empty(self) -> bool:
+        return self.detection is None and self.pose is None
+
+
 class OverlayState:
-    """Newest analytics of one stream, and how to draw them."""
+    """Analytics per stream in pts order, the choice of which belong to a picture, and how to draw them.
 
-    def __init__(self, max_age_s: float = 0.5) -> None:
-        self.max_age_s = max_age_s
-        self._latest: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._speeds: dict[int, tuple[float, float]] = {}
+    ``update`` runs on the event loop, ``wait_for``/``draw`` in the encoder's worker thread: a condition guards
+    the shared state.
+    """
 
+    def __init__(self, tolerance_s: float = 0.5) -> None:
+        self.tolerance_s = tolerance_s
+        self._streams: dict[str, _Stream] = {}
+        self._cond = threading.Condition()
+        self.held = 0
+        self.held_ms_total = 0.0
+        self.held_ms_max = 0.0
+        self.timeouts = 0
+        self.exact = 0
+        self.earlier = 0
+
+    # -- event loop -------------------------------------------------------------------------------------------
     def update(self, msg: Analytics) -> None:
         now = time.monotonic()
-        if msg.type == "speed":
-            track_id, kmh = msg.payload.get("track_id"), msg.payload.get("speed_kmh")
-            if isinstance(track_id, int) and isinstance(kmh, int | float):
-                self._speeds[track_id] = (now, float(kmh))
-        elif msg.type in ("detection", "pose"):
-            self._latest[msg.type] = (now, msg.payload)
+        t = msg.pts_seconds
+        with self._cond:
+            stream = self._streams.pop(msg.stream_id, None) or _Stream()
+            self._streams[msg.stream_id] = stream  # most recently updated last
+            while len(self._streams) > MAX_STREAMS:
+                self._streams.pop(next(iter(self._streams)))
+            stream.stalled = False
+            if msg.type == "speed":
+                track_id, kmh = msg.payload.get("track_id"), msg.payload.get("speed_kmh")
+                if isinstance(track_id, int) and isinstance(kmh, int | float):
+                    if t is None:
+                        stream.untimed_speeds[track_id] = (now, float(kmh))
+                    else:
+                        stream.speeds.setdefault(t, {})[track_id] = float(kmh)
+                        while len(stream.speeds) > KEEP:
+                            stream.speeds.pop(min(stream.speeds))
+            elif msg.type in DRAWN_TYPES:
+                entry = _Entry(t, now, msg.payload)
+                stream.latest[msg.type] = entry
+                if t is not None:
+                    entries = stream.timed[msg.type]
+                    bisect.insort(entries, entry, key=_time)  # arrivals are nearly always in order
+                    if len(entries) > KEEP:
+                        del entries[: len(entries) - KEEP]
+                    stream.newest_t[msg.type] = max(t, stream.newest_t.get(msg.type, t))
+            self._cond.notify_all()
 
-    def _fresh(self, kind: str, now: float) -> dict[str, Any] | None:
-        entry = self._latest.get(kind)
-        if entry is None or now - entry[0] > self.max_age_s:
+    # -- worker thread ----------------------------------------------------------------------------------------
+    def wait_for(self, stream_id: str, t: float | None, timeout_s: float) -> float:
+        """Hold until the analytics of ``stream_id`` reach pts ``t`` (seconds) or ``timeout_s`` passes.
+
+        Caught up means: every analytics type seen on the stream (at least ``detection``) has a message at or
+        after ``t``. After a timeout the stream is not held again until its next message arrives, so a stalled
+        analytics branch costs one deadline, not one per picture. Returns the seconds held.
+        """
+        if t is None or timeout_s <= 0:
+            return 0.0
+        started = time.monotonic()
+
+        def caught_up() -> bool:
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                return False
+            if stream.stalled:
+                return True
+            kinds = set(stream.newest_t) | {"detection"}
+            return all(stream.newest_t.get(k, -1e18) >= t - SAME_FRAME_S for k in kinds)
+
+        with self._cond:
+            ok = self._cond.wait_for(caught_up, timeout_s)
+            if not ok:
+                self.timeouts += 1
+                stream = self._streams.get(stream_id)
+                if stream is None:
+                    stream = self._streams[stream_id] = _Stream()
+                stream.stalled = True
+        held = time.monotonic() - started
+        if held > 0.0005:
+            self.held += 1
+            self.held_ms_total += held * 1000
+            self.held_ms_max = max(self.held_ms_max, held * 1000)
+        return held
+
+    def choose(self, stream_id: str, t: float | None) -> _Chosen:
+        """The analytics that belong to the picture of ``stream_id`` at pts ``t`` (seconds)."""
+        now = time.monotonic()
+        with self._cond:
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                return _Chosen(None, None, {})
+            picked = {kind: self._pick(stream, kind, t, now) for kind in DRAWN_TYPES}
+            speeds = {tid: kmh for tid, (at, kmh) in stream.untimed_speeds.items() if now - at <= 1.0}
+            detection = picked["detection"]
+            if detection is not None and detection.t is not None:
+                speeds.update(stream.speeds.get(detection.t, {}))
+            if t is not None:  # what is older than every picture still to come can go
+                horizon = t - self.tolerance_s - 1.0
+                for entries in stream.timed.values():
+                    drop = bisect.bisect_left(entries, horizon, key=_time)
+                    del entries[: max(0, min(drop, len(entries) - 1))]
+                for old in [p for p in stream.speeds if p < horizon]:
+                    del stream.speeds[old]
+        for entry in picked.values():
+            if entry is not None and entry.t is not None and t is not None:
+                if abs(entry.t - t) <= SAME_FRAME_S:
+                    self.exact += 1
+                else:
+                    self.earlier += 1
+        return _Chosen(picked["detection"], picked["pose"], speeds)
+
+    def _pick(self, stream: _Stream, kind: str, t: float | None, now: float) -> _Entry | None:
+        entries = stream.timed[kind]
+        if t is not None and entries:
+            i = bisect.bisect_right(entries, t + SAME_FRAME_S, key=_time) - 1
+            if i >= 0 and t - (entries[i].t or 0.0) <= self.tolerance_s:
+                return entries[i]
             return None
-        return entry[1]
+        latest = stream.latest.get(kind)
+        if latest is None or now - latest.received > self.tolerance_s:
+            return None
+        if t is not None and latest.t is not None:
+            return None  # timed analytics but none at or before this picture
+        return latest
 
-    def has_content(self) -> bool:
-        now = time.monotonic()
-        return any(self._fresh(kind, now) is not None for kind in ("detection", "pose"))
+    def has_content(self, stream_id: str, t: float | None) -> bool:
+        return not self.choose(stream_id, t).empty
 
-    def draw(self, image: np.ndarray) -> np.ndarray:
-        """Draw onto ``image`` (RGB or BGR uint8, writable) in place; returns it."""
-        now = time.monotonic()
+    def draw(self, image: np.ndarray, stream_id: str = "default", t: float | None = None,
+             chosen: _Chosen | None = None) -> np.ndarray:
+        """Draw the analytics of the picture at pts ``t`` onto ``image`` (RGB or BGR uint8, writable)."""
+        chosen = chosen if chosen is not None else self.choose(stream_id, t)
         height, width = image.shape[:2]
         thickness = max(1, round(height / 360))
-        detection = self._fresh("detection", now)
-        if detection is not None:
-            sx, sy = _scale(detection, width, height)
-            for track in detection.get("tracks", []):
-                self._draw_track(image, track, sx, sy, thickness, now)
-        pose = self._fresh("pose", now)
-        if pose is not None:
-            sx, sy = _scale(pose, width, height)
-            for person in pose.get("poses", []):
+        if chosen.detection is not None:
+            sx, sy = _scale(chosen.detection.payload, width, height)
+            for track in chosen.detection.payload.get("tracks", []):
+                _draw_track(image, track, sx, sy, thickness, chosen.speeds)
+        if chosen.pose is not None:
+            sx, sy = _scale(chosen.pose.payload, width, height)
+            for person in chosen.pose.payload.get("poses", []):
                 _draw_pose(image, person, sx, sy, thickness)
         return image
 
-    def _draw_track(self, image: np.ndarray, track: dict[str, Any], sx: float, sy: float, thickness: int,
-                    now: float) -> None:
-        bbox = track.get("bbox")
-        if not bbox or len(bbox) != 4:
-            return
-        x1, y1, x2, y2 = (round(v * s) for v, s in zip(bbox, (sx, sy, sx, sy), strict=True))
-        colour = _colour(track.get("track_id"))
-        cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness)
-        label = f"#{track.get('track_id')}"
-        speed = track.get("speed_kmh")
-        track_id = track.get("track_id")
-        if isinstance(track_id, int) and track_id in self._speeds and now - self._speeds[track_id][0] <= 1.0:
-            speed = self._speeds[track_id][1]
-        if isinstance(speed, int | float):
-            label += f" {speed:.1f} km/h"
-        scale = 0.4 * thickness + 0.1
-        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        top = max(0, y1 - th - 4 * thickness)
-        cv2.rectangle(image, (x1, top), (x1 + tw + 4, top + th + 4 * thickness), colour, -1)
-        cv2.putText(image, label, (x1 + 2, top + th + thickness), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
-                    thickness, cv2.LINE_AA)
+    def counters(self) -> dict[str, Any]:
+        return {"overlay_exact": self.exact, "overlay_earlier": self.earlier, "overlay_held": self.held,
+                "overlay_hold_ms_mean": round(self.held_ms_total / self.held, 2) if self.held else 0.0,
+                "overlay_hold_ms_max": round(self.held_ms_max, 2), "overlay_hold_timeouts": self.timeouts}
+
+
+def _draw_track(image: np.ndarray, track: dict[str, Any], sx: float, sy: float, thickness: int,
+                speeds: dict[int, float]) -> None:
+    bbox = track.get("bbox")
+    if not bbox or len(bbox) != 4:
+        return
+    x1, y1, x2, y2 = (round(v * s) for v, s in zip(bbox, (sx, sy, sx, sy), strict=True))
+    colour = _colour(track.get("track_id"))
+    cv2.rectangle(image, (x1, y1), (x2, y2), colour, thickness)
+    label = f"#{track.get('track_id')}"
+    track_id = track.get("track_id")
+    speed = speeds.get(track_id, track.get("speed_kmh")) if isinstance(track_id, int) else track.get("speed_kmh")
+    if isinstance(speed, int | float):
+        label += f" {speed:.1f} km/h"
+    scale = 0.4 * thickness + 0.1
+    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    top = max(0, y1 - th - 4 * thickness)
+    cv2.rectangle(image, (x1, top), (x1 + tw + 4, top + th + 4 * thickness), colour, -1)
+    cv2.putText(image, label, (x1 + 2, top + th + thickness), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+                thickness, cv2.LINE_AA)
 
 
 def _scale(payload: dict[str, Any], width: int, height: int) -> tuple[float, float]:

@@ -120,6 +120,11 @@ class DetectorConfig:
     motion_min_area: float = 0.0005
     motion_width: int = 640
     threads: int = 0
+    crops: str = "motion"
+    tile_size: int = 0
+    crop_factor: float = 2.0
+    min_crop: float = 128.0
+    max_crops: int = 16
 
 
 def make_detector(config: DetectorConfig) -> Detector:
@@ -136,6 +141,10 @@ def make_detector(config: DetectorConfig) -> Detector:
         from .motion import MotionDetector
 
         return MotionDetector(config)
+    if config.backend == "blazepose":
+        from .blazepose import BlazePoseDetector
+
+        return BlazePoseDetector(config)
     if config.backend == "onnx":
         from .onnx import OnnxDetector
 

@@ -5,8 +5,11 @@ Wire its input with policy ``latest`` so it always analyses the newest frame and
     vibrio:
       node: vibrio
       params:
-        backend: hog                    # hog | motion | onnx | torchscript
+        backend: auto                   # auto | blazepose | motion | hog | onnx | torchscript
+        camera: fixed                   # fixed: motion may guide (blazepose) or replace (motion) detection
         context: running                # physics limits: walking | running | football | cycling | generic
+        ignore_regions:                 # polygons where things move but are no people (clocks, stamps, screens)
+          - [[0, 0], [250, 0], [250, 130], [0, 130]]
         calibration:                    # 4+ ground points; omit for the person-height prior (lower confidence)
           - {image: [102, 650], world: [0, 0]}
           - {image: [1180, 650], world: [20, 0]}
@@ -15,9 +18,13 @@ Wire its input with policy ``latest`` so it always analyses the newest frame and
       inputs:
         frames: {from: decode/frames, policy: latest}
 
-All heavy work runs in the node's worker thread (a plain ``def process``). Tracker and speed state are kept per
-``stream_id``, so one node can serve several streams. On a CUDA placement the torch backends (``motion``,
-``torchscript``) run on the device and ``onnx`` asks onnxruntime for its CUDA provider; ``hog`` is CPU-only.
+``backend: auto`` takes the best detector available (see :mod:`.choose`; ``flowgraph validate --plan`` prints
+which and why): BlazePose's trained person detector via LiteRT when installed, else background subtraction on a
+fixed camera, else HOG. All heavy work runs in the node's worker thread (a plain ``def process``). Tracker and
+speed state are kept per ``stream_id``, so one node can serve several streams; :meth:`Vibrio.analyse` takes
+several streams' frames and detects them in one batched model call where the backend allows (``blazepose``).
+On a CUDA placement the torch backends (``motion``, ``torchscript``) run on the device and ``onnx`` asks
+onnxruntime for its CUDA provider; ``hog`` and ``blazepose`` are CPU-only.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
 
 from flowgraph.context import NodeContext
 from flowgraph.messages import StreamEnd, VideoFrame
@@ -50,6 +59,12 @@ CALIBRATION_SCHEMA: dict[str, Any] = {
         "additionalProperties": False,
     },
     "description": "ground points [{image: [u, v] px, world: [X, Y] m}, ...] (4 or more; [] = uncalibrated)",
+}
+IGNORE_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "array", "minItems": 3,
+              "items": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}},
+    "description": "polygons [[x, y], ...] (3+ corners, picture pixels) where detections are ignored",
 }
 #: How often (seconds of wall time) the stream registry hears about each stream.
 REPORT_EVERY_S = 1.0
@@ -81,8 +96,10 @@ class Vibrio(Node):
 
     @dataclass
     class Params:
-        backend: Literal["hog", "motion", "onnx", "torchscript"] = param("hog", "person detector")
-        model: str = param("", "model file for onnx/torchscript (local path; nothing is downloaded)")
+        backend: Literal["auto", "blazepose", "hog", "motion", "onnx", "torchscript"] = param(
+            "auto", "person detector (auto: the best available here, see validate --plan)")
+        camera: Literal["fixed", "moving"] = param("fixed", "fixed camera: motion may guide or replace detection")
+        model: str = param("", "model file for onnx/torchscript/blazepose (local path; nothing is downloaded)")
         input_size: int = param(640, "square model input size for onnx/torchscript", minimum=32, maximum=4096)
         layout: Literal["auto", "yolov8", "yolov5", "end2end"] = param("auto", "YOLO output layout")
         person_class: int = param(0, "class index of 'person' in the model (COCO: 0)", minimum=0)
@@ -117,7 +134,18 @@ class Vibrio(Node):
         smoothing_order: int = param(1, "polynomial order of the speed fit (1 = line, 2 = parabola)",
                                      minimum=1, maximum=2)
         max_streams: int = param(16, "streams tracked at once (least recently seen is forgotten)", minimum=1)
-        threads: int = param(0, "torch/onnxruntime threads (0 = library default)", minimum=0)
+        threads: int = param(0, "torch/onnxruntime/LiteRT threads (0 = library default)", minimum=0)
+        crops: Literal["motion", "tiles"] = param("motion", "blazepose: where to look (motion-guided crops on a "
+                                                  "fixed camera, or a tile grid)")
+        tile_size: int = param(0, "blazepose: tile side in px (0 = a third of the picture's shorter side)", minimum=0)
+        crop_factor: float = param(2.0, "blazepose: crop side as a multiple of the person's height", minimum=1,
+                                   maximum=6)
+        min_crop: float = param(128, "blazepose: smallest crop side in px", minimum=32)
+        max_crops: int = param(16, "blazepose: crops per frame at most (one batched model call)", minimum=1,
+                               maximum=64)
+        ignore_regions: list[list[list[float]]] = param(
+            [], "polygons [[x, y], ...] in picture pixels where nothing is a person (clocks, stamps, screens)",
+            schema=IGNORE_SCHEMA)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def __init__(self, ctx: NodeContext, params: Vibrio.Params | None = None) -> None:
@@ -126,28 +154,43 @@ class Vibrio(Node):
 
         p = self.params
         self.plane = fit_ground_plane(p.calibration) if p.calibration else None
+        self.ignore = [np.asarray(poly, np.float32).reshape(-1, 1, 2) for poly in p.ignore_regions]
         self.detector: Detector | None = None  # the model: loaded by start(), closed by stop()
         self.states: OrderedDict[str, StreamState] = OrderedDict()
         self._reports = ReportThrottle(REPORT_EVERY_S)
         self.counts = {"frames": 0, "analysed": 0, "bad_frames": 0, "skipped_frames": 0, "streams_forgotten": 0,
-                       "detections": 0, "tracks": 0}
+                       "detections": 0, "tracks": 0, "ignored": 0}
         self._bad_logged: set[str] = set()
 
     async def start(self) -> None:
+        from .choose import choose_backend
         from .detector import DetectorConfig, make_detector
 
         p = self.params
+        backend, why = choose_backend(p.backend, p.camera, p.model)
+        self.log.info("backend %s (%s)", backend, why)
         config = DetectorConfig(
-            backend=p.backend, device=self.device, model=p.model, input_size=p.input_size, layout=p.layout,
+            backend=backend, device=self.device, model=p.model, input_size=p.input_size, layout=p.layout,
             person_class=p.person_class, score_threshold=p.score_threshold, nms_iou=p.nms_iou,
             detect_width=p.detect_width, hog_hit_threshold=p.hog_hit_threshold, hog_stride=p.hog_stride,
             hog_scale=p.hog_scale, hog_upscale=p.hog_upscale, motion_learning_rate=p.motion_learning_rate,
             motion_threshold=p.motion_threshold, motion_warmup=p.motion_warmup,
-            motion_min_area=p.motion_min_area, motion_width=p.motion_width, threads=p.threads)
+            motion_min_area=p.motion_min_area, motion_width=p.motion_width, threads=p.threads, crops=p.crops,
+            tile_size=p.tile_size, crop_factor=p.crop_factor, min_crop=p.min_crop, max_crops=p.max_crops)
         # Model loading can take seconds: keep it off the event loop.
         self.detector = await self.offload(make_detector, config)
         if self.plane is not None:
             self.log.info("calibrated from %d points (fit RMS %.3f m)", self.plane.points, self.plane.rms_error_m)
+
+    @classmethod
+    def plan_notes(cls, params: Any, device: str) -> list[str]:
+        from .choose import choose_backend
+
+        backend, why = choose_backend(params.backend, params.camera, params.model)
+        notes = [f"detector: {backend} ({why})"]
+        if params.ignore_regions:
+            notes.append(f"ignores {len(params.ignore_regions)} region(s)")
+        return notes
 
     async def stop(self) -> None:
         detector, self.detector = self.detector, None
@@ -161,22 +204,44 @@ class Vibrio(Node):
 
     # -- per frame (worker thread) ----------------------------------------------------------------------------
     def process(self, frame: VideoFrame) -> Tracks:  # blocking node: runs in the worker thread
+        return self.analyse([frame])[0]
+
+    def analyse(self, frames: list[VideoFrame]) -> list[Tracks]:
+        """Tracks for several frames — typically the newest of several streams — with one batched detector call
+        when the backend has one (``blazepose``); tracker and speed state stay per stream."""
         started = time.perf_counter()
-        self.counts["frames"] += 1
-        state = self._state(frame.stream_id)
-        problem = self._problem(frame)
-        if problem is not None:
-            self.counts["bad_frames"] += 1
-            if frame.stream_id not in self._bad_logged:  # once per stream: a bad source must not flood the log
-                self._bad_logged.add(frame.stream_id)
-                self.log.warning("stream %s frame %s: %s (empty result)", frame.stream_id, frame.frame_id, problem)
-            return Tracks(frame=frame, calibrated=self.plane is not None,
-                          process_ms=(time.perf_counter() - started) * 1000).like(frame)
-        now = frame.pts_seconds if frame.pts_seconds is not None else frame.t_capture
-        if state.last_time is not None and now <= state.last_time - 1.0:
-            # The stream's clock went back (source restarted): old tracks and speeds no longer apply.
-            state = self._reset(frame.stream_id)
-        boxes = self._loaded().detect(frame.image, frame.stream_id)
+        results: list[Tracks | None] = [None] * len(frames)
+        todo: list[tuple[int, VideoFrame, StreamState, float]] = []
+        for i, frame in enumerate(frames):
+            self.counts["frames"] += 1
+            state = self._state(frame.stream_id)
+            problem = self._problem(frame)
+            if problem is not None:
+                self.counts["bad_frames"] += 1
+                if frame.stream_id not in self._bad_logged:  # once per stream: a bad source must not flood the log
+                    self._bad_logged.add(frame.stream_id)
+                    self.log.warning("stream %s frame %s: %s (empty result)", frame.stream_id, frame.frame_id,
+                                     problem)
+                results[i] = Tracks(frame=frame, calibrated=self.plane is not None,
+                                    process_ms=(time.perf_counter() - started) * 1000).like(frame)
+                continue
+            now = frame.pts_seconds if frame.pts_seconds is not None else frame.t_capture
+            if state.last_time is not None and now <= state.last_time - 1.0:
+                # The stream's clock went back (source restarted): old tracks and speeds no longer apply.
+                state = self._reset(frame.stream_id)
+            todo.append((i, frame, state, now))
+        detector = self._loaded()
+        detect_many = getattr(detector, "detect_many", None)
+        if detect_many is not None and len(todo) > 1:
+            found = detect_many([(frame.image, frame.stream_id) for _, frame, _, _ in todo])
+        else:
+            found = [detector.detect(frame.image, frame.stream_id) for _, frame, _, _ in todo]
+        for (i, frame, state, now), boxes in zip(todo, found, strict=True):
+            results[i] = self._follow(frame, state, now, self._keep(boxes), started)
+        return [r for r in results if r is not None]
+
+    def _follow(self, frame: VideoFrame, state: StreamState, now: float, boxes: Any, started: float) -> Tracks:
+        """Track and measure one frame's detections."""
         outputs = state.tracker.update(boxes, now)
         width, height = frame.width, frame.height
         tracks = [self._track(state, out, now, width, height) for out in outputs]
@@ -190,6 +255,18 @@ class Vibrio(Node):
         self.counts["tracks"] += len(tracks)
         self._account(state, frame, now, result.process_ms)
         return result
+
+    def _keep(self, boxes: Any) -> Any:
+        """Boxes whose centre is outside every ``ignore_regions`` polygon."""
+        if not self.ignore or len(boxes) == 0:
+            return boxes
+        import cv2
+
+        centres = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in boxes]
+        keep = [all(cv2.pointPolygonTest(poly, (float(x), float(y)), False) < 0 for poly in self.ignore)
+                for x, y in centres]
+        self.counts["ignored"] += len(keep) - sum(keep)
+        return boxes[keep]
 
     def _problem(self, frame: VideoFrame) -> str | None:
         from .detector import image_problem

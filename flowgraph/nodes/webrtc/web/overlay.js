@@ -69,6 +69,17 @@ export class Overlay {
     return best;
   }
 
+  // The message of `type` that describes the same frame as `ref` (same frame_id, or same pts), if any.
+  sameFrame(type, ref) {
+    const list = this.byType[type];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const m = list[i];
+      if (ref.frame_id !== undefined && ref.frame_id !== null && m.frame_id === ref.frame_id) return m;
+      if (ref.t !== null && m.t !== null && Math.abs(m.t - ref.t) < 1e-4) return m;
+    }
+    return null;
+  }
+
   // Rectangle (in canvas pixels) where the video picture is drawn inside the element (object-fit: contain).
   contentRect() {
     const cw = this.canvas.clientWidth, ch = this.canvas.clientHeight;
@@ -94,7 +105,13 @@ export class Overlay {
     ctx.clearRect(0, 0, this.canvas.clientWidth, this.canvas.clientHeight);
     const rect = this.contentRect();
     const det = this.pick("detection", t);
-    const pose = this.pick("pose", t);
+    // The skeleton of the frame whose boxes are drawn, so both sit on the same person; an older one (moriarty
+    // skipped that frame) is carried forward like the boxes.
+    const pose = (det && this.sameFrame("pose", det)) || this.pick("pose", t);
+    if (pose && det && !pose.payload.width && det.payload.width) {
+      pose.payload.width = det.payload.width;  // a pose emitted without its frame size: the tracks' frame
+      pose.payload.height = det.payload.height;
+    }
     const motion = this.show.predict && typeof t === "number" ? this.velocities() : new Map();
     let drew = false;
     if (det && this.show.boxes) drew = this.drawDetections(det.payload, rect, this.shifter(motion, det, t)) || drew;
