@@ -23,6 +23,8 @@ edges, a generous wait (seconds) makes every overlay exact.
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
@@ -34,6 +36,8 @@ from flowgraph.params import param
 from flowgraph.ports import Input, Output
 
 TIME_BASE = Fraction(1, 90_000)
+#: Pictures held for their analytics at most (beyond, the oldest is encoded without waiting, counted).
+MAX_HELD = 300
 
 
 class Encode(Node):
@@ -84,6 +88,8 @@ class Encode(Node):
         self._pending_keyframe = False
         self._last_pts = -1
         self._overlay: Any = None
+        self._held: deque[tuple[VideoFrame, float]] = deque()  # pictures waiting for their analytics
+        self.held_overflow = 0
         if self.params.overlay:
             from .overlay import OverlayState
 
@@ -121,11 +127,45 @@ class Encode(Node):
                 self.set_bitrate(int(kbps))
 
     async def on_analytics(self, msg: Analytics) -> None:
-        if self._overlay is not None:
-            self._overlay.update(msg)
+        if self._overlay is None:
+            return
+        self._overlay.update(msg)
+        if self._held:  # pictures waiting for their analytics: some may be complete now
+            for packet in await self.offload(self._release, False):
+                await self.packets.send(packet)
+
+    async def flush(self) -> None:
+        if self._held:
+            for packet in await self.offload(self._release, True):
+                await self.packets.send(packet)
 
     # -- encoding (worker thread) -----------------------------------------------------------------------------
     def process(self, frame: VideoFrame) -> list[Packet] | None:
+        if self._overlay is None or self.params.overlay_wait_ms <= 0:
+            return self._encode(frame) or None
+        self._held.append((frame, time.monotonic()))
+        return self._release(False, arriving=frame) or None
+
+    def _release(self, everything: bool, arriving: VideoFrame | None = None) -> list[Packet]:
+        """Encode the held pictures, oldest first, up to the first one still waiting for its analytics (within
+        its deadline). Pictures are held in this node, not in the worker, so analytics keep arriving meanwhile."""
+        assert self._overlay is not None
+        out: list[Packet] = []
+        wait_s = self.params.overlay_wait_ms / 1000
+        while self._held:
+            frame, arrived = self._held[0]
+            if not everything and len(self._held) <= MAX_HELD and not self._overlay.ready(
+                    frame.stream_id, frame.pts_seconds, arrived, wait_s):
+                break
+            self._held.popleft()
+            if len(self._held) >= MAX_HELD:
+                self.held_overflow += 1
+            if frame is not arriving:  # drawn later than it arrived: it was held
+                self._overlay.note_hold(time.monotonic() - arrived)
+            out += self._encode(frame)
+        return out
+
+    def _encode(self, frame: VideoFrame) -> list[Packet]:
         image = frame.numpy() if frame.device != "cpu" or hasattr(frame.image, "detach") else frame.image
         encoder = self._encoder_for(image.shape[1], image.shape[0])
         with self._lock:
@@ -137,7 +177,6 @@ class Encode(Node):
                 self._pending_keyframe = False
         if self._overlay is not None:
             t = frame.pts_seconds
-            self._overlay.wait_for(frame.stream_id, t, self.params.overlay_wait_ms / 1000)
             chosen = self._overlay.choose(frame.stream_id, t)
             if not chosen.empty:  # frames are shared read-only: draw on our own copy
                 image = self._overlay.draw(image.copy(), chosen=chosen)
@@ -156,7 +195,7 @@ class Encode(Node):
         if out:
             self._report.maybe(out[0].stream_id, lambda: {"node": self.name, "source": frame.stream_id,
                                                           **self.counters()})
-        return out or None
+        return out
 
     def _pts(self, frame: VideoFrame) -> int:
         """The frame's time on the 90 kHz clock, strictly increasing (the encoder rejects repeats)."""
@@ -200,6 +239,8 @@ class Encode(Node):
         overlay = getattr(self, "_overlay", None)
         if overlay is not None:
             out.update(overlay.counters())
+            out["overlay_held_now"] = len(self._held)
+            out["overlay_hold_overflow"] = self.held_overflow
         if encoder is not None:
             out["size"] = f"{encoder.config.width}x{encoder.config.height}"
         return out

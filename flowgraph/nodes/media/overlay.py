@@ -6,8 +6,8 @@ message whose pts is ``t`` — or the newest one before ``t`` no more than ``tol
 ``latest`` edge skip frames). Messages or pictures without a pts fall back to the newest message received no more
 than ``tolerance_s`` ago (wall clock), so overlays vanish when the analytics branch stalls instead of freezing.
 
-:meth:`OverlayState.wait_for` lets the encoder hold a picture until the analytics have caught up with its pts
-(every type seen on the stream has reached ``t``) or a deadline passes — a file run that is not realtime then
+:meth:`OverlayState.ready` tells the encoder whether a held picture's analytics have caught up with its pts
+(every type seen on the stream has reached ``t``) or its deadline has passed — a file run that is not realtime then
 draws every box on exactly its own frame. Coordinates are in the analysed frame's pixels (payload
 ``width``/``height``) and are scaled to the picture being encoded.
 """
@@ -96,7 +96,7 @@ class _Chosen:
 class OverlayState:
     """Analytics per stream in pts order, the choice of which belong to a picture, and how to draw them.
 
-    ``update`` runs on the event loop, ``wait_for``/``draw`` in the encoder's worker thread: a condition guards
+    ``update`` runs on the event loop, ``ready``/``choose``/``draw`` in the encoder's worker thread: a lock guards
     the shared state.
     """
 
@@ -142,40 +142,37 @@ class OverlayState:
             self._cond.notify_all()
 
     # -- worker thread ----------------------------------------------------------------------------------------
-    def wait_for(self, stream_id: str, t: float | None, timeout_s: float) -> float:
-        """Hold until the analytics of ``stream_id`` reach pts ``t`` (seconds) or ``timeout_s`` passes.
+    def ready(self, stream_id: str, t: float | None, arrived: float, wait_s: float) -> bool:
+        """Whether a picture of ``stream_id`` at pts ``t`` (held since ``arrived``, monotonic) may be drawn now.
 
-        Caught up means: every analytics type seen on the stream (at least ``detection``) has a message at or
-        after ``t``. After a timeout the stream is not held again until its next message arrives, so a stalled
-        analytics branch costs one deadline, not one per picture. Returns the seconds held.
+        Yes once its analytics have caught up — every type seen on the stream (at least ``detection``) has a
+        message at or after ``t`` — or ``wait_s`` has passed since it arrived. After such a timeout the stream is
+        not held again until its next message arrives, so a stalled analytics branch costs one deadline, not
+        one per picture.
         """
-        if t is None or timeout_s <= 0:
-            return 0.0
-        started = time.monotonic()
-
-        def caught_up() -> bool:
-            stream = self._streams.get(stream_id)
-            if stream is None:
-                return False
-            if stream.stalled:
-                return True
-            kinds = set(stream.newest_t) | {"detection"}
-            return all(stream.newest_t.get(k, -1e18) >= t - SAME_FRAME_S for k in kinds)
-
+        if t is None or wait_s <= 0:
+            return True
         with self._cond:
-            ok = self._cond.wait_for(caught_up, timeout_s)
-            if not ok:
-                self.timeouts += 1
-                stream = self._streams.get(stream_id)
-                if stream is None:
-                    stream = self._streams[stream_id] = _Stream()
-                stream.stalled = True
-        held = time.monotonic() - started
-        if held > 0.0005:
-            self.held += 1
-            self.held_ms_total += held * 1000
-            self.held_ms_max = max(self.held_ms_max, held * 1000)
-        return held
+            stream = self._streams.get(stream_id)
+            if stream is not None and stream.stalled:
+                return True
+            if stream is not None:
+                kinds = set(stream.newest_t) | {"detection"}
+                if all(stream.newest_t.get(k, -1e18) >= t - SAME_FRAME_S for k in kinds):
+                    return True
+            if time.monotonic() - arrived < wait_s:
+                return False
+            self.timeouts += 1
+            if stream is None:
+                stream = self._streams[stream_id] = _Stream()
+            stream.stalled = True
+            return True
+
+    def note_hold(self, seconds: float) -> None:
+        """Account for a picture that was held ``seconds`` before it was drawn."""
+        self.held += 1
+        self.held_ms_total += seconds * 1000
+        self.held_ms_max = max(self.held_ms_max, seconds * 1000)
 
     def choose(self, stream_id: str, t: float | None) -> _Chosen:
         """The analytics that belong to the picture of ``stream_id`` at pts ``t`` (seconds)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from fractions import Fraction
 from typing import Any
@@ -15,6 +14,7 @@ from flowgraph.node import NodeContext
 from flowgraph.nodes.media.encode import Encode
 from flowgraph.nodes.media.overlay import OverlayState
 from flowgraph.params import validate
+from flowgraph.testing import collected, run_to_end
 
 TB = Fraction(1, 90_000)
 
@@ -66,39 +66,53 @@ def grey_frame(t: float) -> VideoFrame:
                       time_base=TB, stream_id="cam")
 
 
-async def test_encode_holds_a_picture_until_its_analytics_arrive() -> None:
+async def test_encode_holds_pictures_until_their_analytics_arrive() -> None:
     node = await make_encoder(gop=1, overlay=True, overlay_wait_ms=2000)
-    node.process(grey_frame(0.0))  # no analytics at all yet: held until the deadline
+    assert node.process(grey_frame(0.0)) is None  # held: no analytics yet
+    assert node.process(grey_frame(0.1)) is None  # held behind it (order is kept)
+    await node.on_analytics(detection_at(0.0, 20))  # releases the first picture only
     counters = node.counters()
-    assert counters["overlay_hold_timeouts"] == 1 and counters["overlay_hold_ms_max"] >= 1900
-    await node.on_analytics(detection_at(0.0, 20))  # the branch is alive again: pictures are held again
-    done = threading.Event()
-
-    def encode_next() -> None:
-        node.process(grey_frame(0.1))
-        done.set()
-
-    worker = threading.Thread(target=encode_next)
-    started = time.monotonic()
-    worker.start()
-    await asyncio.sleep(0.3)
-    assert not done.is_set()  # analytics of an earlier frame do not release a later picture
+    assert counters["overlay_held_now"] == 1 and counters["overlays_drawn"] == 1
     await node.on_analytics(detection_at(0.1, 100))
-    assert done.wait(5)
-    worker.join()
-    held = time.monotonic() - started
     counters = node.counters()
-    assert 0.3 <= held < 2 and counters["overlay_held"] == 2 and counters["overlay_hold_timeouts"] == 1
-    assert counters["overlay_exact"] == 1 and counters["overlays_drawn"] == 1
+    assert counters["overlay_held_now"] == 0 and counters["overlay_exact"] == 2 and counters["overlay_earlier"] == 0
+    assert counters["overlay_held"] == 2 and counters["overlay_hold_timeouts"] == 0
 
 
 async def test_a_stalled_analytics_branch_costs_one_deadline_not_one_per_picture() -> None:
     node = await make_encoder(gop=1, overlay=True, overlay_wait_ms=200)
     await node.on_analytics(detection_at(0.0, 20))
+    assert node.process(grey_frame(0.1)) is None  # waits for analytics of 0.1 that never come
+    await asyncio.sleep(0.25)
     started = time.monotonic()
-    for i in range(1, 11):
+    for i in range(2, 11):
         node.process(grey_frame(i / 10))
-    elapsed = time.monotonic() - started
     counters = node.counters()
-    assert counters["overlay_hold_timeouts"] == 1 and elapsed < 10 * 0.2
+    assert counters["overlay_hold_timeouts"] == 1 and counters["overlay_held_now"] == 0
+    assert time.monotonic() - started < 1.5  # nothing more was held
     assert counters["overlays_drawn"] == 5  # frames 0.1..0.5 are within the 0.5 s tolerance of frame 0.0
+    await node.on_analytics(detection_at(1.0, 20))  # the branch is back: pictures are held again
+    assert node.process(grey_frame(1.1)) is None
+
+
+async def test_a_file_run_draws_every_overlay_on_its_own_frame() -> None:
+    """ingest (not realtime) -> decode -> vibrio -> fuse -> encode (hold) with block edges: every picture that
+    has analytics gets exactly its own, none a neighbour's, and nothing deadlocks while pictures are held."""
+    text = """
+name: exact
+nodes:
+  src: {node: ingest, params: {url: "testsrc://", width: 320, height: 240, people: 3, count: 40, realtime: false}}
+  dec: {node: decode, inputs: {packets: {from: src/packets, policy: block}}}
+  vibrio: {node: vibrio, params: {backend: motion, motion_warmup: 3, min_hits: 1},
+           inputs: {frames: {from: dec/frames, policy: block}}}
+  fuse: {node: fuse, params: {join: exact}, inputs: {tracks: {from: vibrio/tracks, policy: block}}}
+  enc: {node: encode, params: {overlay: true, overlay_wait_ms: 30000, overlay_max_age_s: 0.001},
+        inputs: {frames: {from: dec/frames, policy: block}, analytics: {from: fuse/analytics, policy: block}}}
+  out: {node: collect, inputs: {inp: {from: enc/packets, policy: block}}}
+"""
+    rt = await run_to_end(text, timeout=240)
+    assert rt.exit_code == 0
+    assert len(collected(rt, "out")) == 40
+    counters = rt.snapshot()["nodes"]["enc"]["counters"]
+    assert counters["overlay_exact"] >= 30 and counters["overlay_earlier"] == 0
+    assert counters["overlay_hold_timeouts"] == 0 and counters["overlay_held_now"] == 0
