@@ -34,6 +34,7 @@ def compile_plan(spec: GraphSpec, registry: Registry | None = None) -> Execution
     edges, graph = _wiring(spec, enabled, classes)
     order = _order(graph)
     nodes = _place(enabled, classes, params, placed, order)
+    _isolate(spec, enabled, nodes)
     _fuse(enabled, nodes, edges, order)
     return ExecutionPlan(name=spec.name, file=spec.file, nodes=nodes, edges=edges, order=order,
                          server=spec.server)
@@ -145,6 +146,28 @@ def _place(enabled: dict[str, NodeSpec], classes: Classes, params: dict[str, Any
                                device_why=why, mode=_mode(cls, device), stage=name,
                                on_error=enabled[name].on_error, source=cls.is_source(), nice=enabled[name].nice)
     return nodes
+
+
+def _isolate(spec: GraphSpec, enabled: dict[str, NodeSpec], nodes: dict[str, NodePlan]) -> None:
+    """Step 5a, continued: ``isolation`` — nodes that run in a worker process (flowgraph.island) get a stand-in."""
+    from .island import placement
+
+    doc = spec.document
+    errors: list[GraphError] = []
+    for name, node in nodes.items():
+        body = doc["nodes"][name]
+        explicit = locate(doc, ["nodes", name, "isolation"]) if "isolation" in body else None
+        isolation, problem = placement.resolve(enabled[name].isolation, node.cls, node.mode, node.device,
+                                               strict=explicit is not None)
+        if problem is not None:
+            errors.append(GraphError(f"node {name!r} ({node.node_type}) cannot run in its own process: {problem}",
+                                     explicit or enabled[name].loc, "isolation: thread (or auto)"))
+        elif isolation == "process":
+            node.isolation, node.mode = "process", "process"
+            given = "nice" in body or "nice" in (doc.get("defaults") or {})
+            node.cls = placement.stand_in(node.cls, node.nice if given else placement.DEFAULT_NICE)
+    if errors:
+        raise _bundle(errors)
 
 
 def _fuse(enabled: dict[str, NodeSpec], nodes: dict[str, NodePlan], edges: list[EdgePlan], order: list[str]) -> None:

@@ -59,6 +59,9 @@ class Node:
     #: ``end_stream`` sends the stream's :class:`~flowgraph.messages.StreamEnd` on itself, in order after the
     #: stream's last output (a node that pipelines work); otherwise the runtime forwards it after ``end_stream``.
     forwards_stream_end: ClassVar[bool] = False
+    #: Where ``isolation: auto`` runs the node: ``"process"`` (heavy CPU work: its own worker process) or
+    #: ``"thread"`` (a worker thread in the graph's process). See :mod:`flowgraph.island`.
+    isolation: ClassVar[str] = "thread"
     #: Name in the registry; set when registered.
     type_name: ClassVar[str] = ""
     #: Params that a live edit of the graph changes in place (:meth:`update_params`), without a restart.

@@ -40,6 +40,8 @@ class NodePlan:
     on_error: ErrorPolicy
     source: bool
     nice: int = 0
+    #: thread | process (flowgraph.island: a worker process, ``cls`` is then the graph-side stand-in)
+    isolation: str = "thread"
 
 
 @dataclass
@@ -72,6 +74,7 @@ class ExecutionPlan:
                 n.name: {
                     "type": n.node_type, "device": n.device, "device_why": n.device_why, "mode": n.mode,
                     "stage": n.stage, "source": n.source, "on_error": n.on_error.policy, "nice": n.nice,
+                    "isolation": n.isolation,
                     "inputs": {p: i.type.__name__ for p, i in n.cls.inputs.items()},
                     "outputs": {p: o.type.__name__ for p, o in n.cls.outputs.items()},
                 }
@@ -97,7 +100,9 @@ class ExecutionPlan:
             for member in members:
                 node = self.nodes[member]
                 where = f"{node.device}; {node.device_why}; on_error={node.on_error.policy}"
-                if node.nice:
+                if node.isolation == "process":
+                    where += f"; own process, nice {node.cls.island_nice}"  # type: ignore[attr-defined]
+                elif node.nice:
                     where += f"; nice {node.nice}"
                 lines.append(f"    {member}: {node.node_type} [{where}]")
                 lines.extend(f"      {note}" for note in node.cls.plan_notes(node.params, node.device))

@@ -36,7 +36,7 @@ def apply_overrides(document: Any, overrides: list[str]) -> None:
         except yaml.YAMLError:
             value = raw
         node = nodes[parts[0]]
-        if parts[1] in ("device", "on_error", "enabled", "node") and len(parts) == 2:
+        if parts[1] in ("device", "on_error", "enabled", "node", "nice", "isolation") and len(parts) == 2:
             container, key = node, parts[1]
         else:
             keys = parts[2:] if parts[1] == "params" and len(parts) > 2 else parts[1:]
@@ -103,6 +103,8 @@ class NodeSpec:
     type_loc: Location
     params_doc: Any = None
     nice: int = 0
+    #: auto | thread | process (flowgraph.island); None = auto
+    isolation: str | None = None
 
 
 @dataclass
@@ -163,6 +165,7 @@ def build_spec(document: Any, file: str) -> GraphSpec:
             on_error=_error_policy(body.get("on_error", defaults.get("on_error"))),
             enabled=bool(body.get("enabled", True)),
             nice=int(body.get("nice", defaults.get("nice", 0))),
+            isolation=body.get("isolation", defaults.get("isolation")),
             loc=raw_nodes.key_locs[name],
             type_loc=body.value_locs["node"],
             params_doc=body.get("params"),

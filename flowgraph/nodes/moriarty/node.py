@@ -46,6 +46,7 @@ class Moriarty(Node):
     """Pose estimation and biomechanics (joint angles, cadence, stride, contact, GRF) for every tracked person."""
 
     gpu = True
+    isolation = "process"  # CPU-heavy: its own worker process unless the graph says otherwise (flowgraph.island)
 
     tracks = Input(Tracks, "vibrio's tracks; Tracks.frame is the picture that is cropped", required=False)
     frames = Input(VideoFrame, "whole-frame single-person mode, used when no tracks are wired", required=False)

@@ -91,6 +91,7 @@ class Vibrio(Node):
     """Detects, tracks and measures the ground speed of people in video frames."""
 
     gpu = True
+    isolation = "process"  # CPU-heavy: its own worker process unless the graph says otherwise (flowgraph.island)
     frames = Input(VideoFrame, "pictures to analyse (wire with policy latest)")
     tracks = Output(Tracks, "detections, tracks with speed, and the analysed frame")
 

@@ -1,0 +1,83 @@
+"""Which nodes run in a worker process, decided at compile time.
+
+``isolation`` (per node, or in ``defaults``):
+
+``auto`` (default)
+    what the node type declares (``Node.isolation``): ``process`` for the heavy CV types (vibrio, moriarty)
+    when they run on the CPU in a worker thread, ``thread`` for everything else.
+``process``
+    the node's own worker process, ``nice`` levels (10 when not given) below the graph's process.
+``thread``
+    the node's worker thread in the graph's process (``nice`` then lowers that thread).
+
+Only a blocking, non-source node on the CPU can move (a plain ``def process`` in a worker thread today): ``async``
+nodes serve the graph's clients and sources feed it; a node that registers HTTP routes in ``setup`` needs the
+graph's server. Asking for ``process`` anywhere else is an error naming the node and the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..node import Node
+from .remote import RemoteNode
+
+ISOLATIONS = ("auto", "thread", "process")
+#: Niceness of a worker process when the node gives none.
+DEFAULT_NICE = 10
+
+
+def why_not(cls: type[Node], mode: str, device: str) -> str | None:
+    """Why a node cannot run in a worker process (None when it can)."""
+    if cls.is_source():
+        return "a source runs in the graph's process"
+    if mode == "inline":
+        return "a cheap node runs inline on the graph's loop"
+    if mode == "async" or not cls.blocking():
+        return "an async node runs on the graph's event loop (only a blocking 'def process' node can move)"
+    if device != "cpu":
+        return f"device {device}: process isolation is CPU-only for now"
+    if cls.setup is not Node.setup:
+        return "the node registers routes in setup() and needs the graph's HTTP server"
+    return None
+
+
+def resolve(requested: str | None, cls: type[Node], mode: str, device: str, *,
+            strict: bool = True) -> tuple[str, str | None]:
+    """``(isolation, problem)``: the isolation to use, or why ``process`` is refused. ``strict`` is False for a
+    graph-wide default: ``defaults: {isolation: process}`` moves every node that can move."""
+    requested = requested or "auto"
+    if requested == "thread":
+        return "thread", None
+    problem = why_not(cls, mode, device)
+    if requested == "process":
+        if problem is None:
+            return "process", None
+        return "thread", problem if strict else None
+    return ("process" if cls.isolation == "process" and problem is None else "thread"), None
+
+
+def stand_in(cls: type[Node], nice: int) -> type[Node]:
+    """The class the runtime builds in place of ``cls``: same ports, params and summary; handlers forward."""
+    namespace: dict[str, Any] = {
+        "__doc__": cls.__doc__,
+        "__module__": __name__,
+        "remote_cls": cls,
+        "island_nice": nice or DEFAULT_NICE,
+        "Params": cls.Params,
+        "gpu": cls.gpu,
+        "type_name": cls.type_name,
+    }
+    namespace.update(cls.inputs)
+    namespace.update(cls.outputs)
+    for port in cls.inputs:
+        namespace[f"on_{port}"] = _forwarder(port)
+    return type(f"Remote{cls.__name__}", (RemoteNode,), namespace)
+
+
+def _forwarder(port: str) -> Any:
+    async def forward(self: RemoteNode, msg: Any) -> None:
+        await self.call(port, msg)
+
+    forward.__name__ = f"on_{port}"
+    return forward

@@ -1,0 +1,210 @@
+"""A worker process: builds one node from its :class:`~flowgraph.island.transport.WorkerSpec` and runs its
+unchanged code, one message at a time, answering each call with what the node produced.
+
+Run as ``python -m flowgraph.island.worker FD`` by :class:`~flowgraph.island.local.LocalProcess`; FD is its end of
+the Unix socket. Everything runs on this process's main thread (start, the handlers, stop), so libraries that
+care which thread built them see one thread, as they do on the graph's worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import dataclasses
+import importlib
+import inspect
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from ..messages import Message
+from ..node import Node
+from ..streams import StreamRegistry
+from . import wire
+from .frames import RingAnnouncement, RingView, dump_answer, load_call
+from .transport import WorkerSpec
+
+log = logging.getLogger("flowgraph.island")
+#: How often (seconds) the node's counters travel back with an answer.
+COUNTERS_EVERY_S = 0.5
+
+
+class ForwardedStreams(StreamRegistry):
+    """The worker's stream registry: every update also travels to the graph's registry with the next answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    def update(self, stream_id: str, role: str, **fields: Any) -> None:
+        super().update(stream_id, role, **fields)
+        self.pending.append(("update", stream_id, role, fields))
+
+    def remove(self, stream_id: str, role: str) -> None:
+        super().remove(stream_id, role)
+        self.pending.append(("remove", stream_id, role, {}))
+
+    def drain(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        pending, self.pending = self.pending, []
+        return pending
+
+
+async def _inline(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """The worker's ``offload``: the node already runs off the graph's event loop, on this process's thread."""
+    return fn(*args, **kwargs)
+
+
+def node_context(spec: WorkerSpec, registry: StreamRegistry) -> Any:
+    """The context a remote node gets: its name, device and graph name, and the stream registry (forwarded).
+    No HTTP server: a node that serves clients runs in the graph's process."""
+    from ..node import NodeContext
+
+    names = {f.name for f in dataclasses.fields(NodeContext)}
+    where: dict[str, Any] = {}
+    if "scope" in names:  # the typed context: a scope of its own whose registry reaches back to the graph
+        scope_type = importlib.import_module("flowgraph.context").GraphScope
+        where["scope"] = scope_type(spec.graph, streams=registry)
+    else:
+        where.update(graph=spec.graph, services={"streams": registry})
+    return NodeContext(name=spec.name, device=spec.device, offloader=_inline, **where)
+
+
+def _load_class(path: str) -> type[Node]:
+    module_name, _, qualname = path.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    if not (isinstance(obj, type) and issubclass(obj, Node)):
+        raise TypeError(f"{path} is not a node class")
+    return obj
+
+
+def _outputs(result: Any, default: str | None) -> list[tuple[str, Any]]:
+    """A handler's return value as ``(port, message)`` pairs — the runner's rules for blocking nodes."""
+    if result is None:
+        return []
+    if isinstance(result, dict):
+        return [(port, m) for port, value in result.items()
+                for m in (value if isinstance(value, list | tuple) else (value,))]
+    if default is None:
+        raise TypeError("a node with several outputs must return {port: message}")
+    return [(default, m) for m in (result if isinstance(result, list | tuple) else (result,))]
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to end this process when the graph's process ends (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the graph already ended before the request took effect
+        os._exit(1)
+
+
+class Worker:
+    def __init__(self, link: wire.BlockingLink, spec: WorkerSpec) -> None:
+        self.link = link
+        self.spec = spec
+        self.streams = ForwardedStreams()
+        self.cls = _load_class(spec.node_class)
+        self.node = self.cls(node_context(spec, self.streams), spec.params)
+        self.handlers = {port: getattr(self.node, self.cls.handler_name(port) or "process")
+                         for port in self.cls.inputs}
+        self.default = next(iter(self.cls.outputs)) if len(self.cls.outputs) == 1 else None
+        self.ring = RingView()
+        self.loop = asyncio.new_event_loop()
+        self._counters_at = 0.0
+
+    def extras(self, process_ms: float) -> dict[str, Any]:
+        extras: dict[str, Any] = {"process_ms": process_ms}
+        now = time.monotonic()
+        if now - self._counters_at >= COUNTERS_EVERY_S:
+            self._counters_at = now
+            with contextlib.suppress(Exception):
+                extras["counters"] = self.node.counters()
+        pending = self.streams.drain()
+        if pending:
+            extras["streams"] = pending
+        return extras
+
+    def serve(self) -> None:
+        while True:
+            try:
+                kind, body = self.link.receive()
+            except wire.Closed:
+                return
+            if kind is wire.Kind.EXIT:
+                return
+            if kind is wire.Kind.RING:
+                announcement: RingAnnouncement = pickle.loads(body)
+                self.ring.attach(announcement, self.link.fds.popleft())
+            elif kind is wire.Kind.CALL:
+                self.call(body)
+
+    def call(self, body: bytes) -> None:
+        started = time.perf_counter()
+        msg: Any = None
+        try:
+            (port, msg), incoming = load_call(body, self.ring)
+            result = self.handlers[port](msg)
+            if inspect.isawaitable(result):
+                result = self.loop.run_until_complete(result)
+            outputs = _outputs(result, self.default)
+            answer = dump_answer((outputs, self.extras((time.perf_counter() - started) * 1000)), incoming)
+        except Exception as exc:
+            frame_id = msg.frame_id if isinstance(msg, Message) else None
+            report = {"error": f"{type(exc).__name__}: {exc} (frame {frame_id}, in worker process {os.getpid()})\n"
+                               + "".join(traceback.format_exception(exc)).rstrip(),
+                      "extras": self.extras((time.perf_counter() - started) * 1000)}
+            self.link.send(wire.Kind.ERROR, pickle.dumps(report))
+            return
+        self.link.send(wire.Kind.ANSWER, answer)
+
+    def close(self) -> None:
+        try:
+            self.loop.run_until_complete(self.node.stop())
+        except Exception:
+            log.exception("node %r: stop() failed in its worker process", self.spec.name)
+        self.loop.close()
+
+
+def main(argv: list[str]) -> int:
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the graph decides when its workers stop
+    link = wire.BlockingLink(socket.socket(fileno=int(argv[1])))
+    try:
+        kind, body = link.receive()
+    except wire.Closed:
+        return 1
+    if kind is not wire.Kind.INIT:
+        return 2
+    spec: WorkerSpec = pickle.loads(body)
+    logging.basicConfig(level=spec.log_level, stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s %(name)s [worker {spec.name} pid %(process)d] %(message)s")
+    if spec.nice:
+        with contextlib.suppress(OSError):
+            os.nice(spec.nice)
+    try:
+        worker = Worker(link, spec)
+        worker.loop.run_until_complete(worker.node.start())
+    except Exception as exc:
+        link.send(wire.Kind.FAILED, pickle.dumps(f"{type(exc).__name__}: {exc}"))
+        log.error("node %r failed to start", spec.name, exc_info=exc)
+        return 1
+    link.send(wire.Kind.READY, pickle.dumps({"pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0)}))
+    try:
+        worker.serve()
+    finally:
+        worker.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,68 @@
+"""The ``burn`` node: a stand-in for heavy computer vision, for tests and benchmarks of the video path under load."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from flowgraph.messages import Message
+from flowgraph.node import Node
+from flowgraph.params import param
+from flowgraph.ports import Input, Output
+
+
+class Burn(Node):
+    """Burns CPU on every message, in C (numpy, GIL released) or pure Python (GIL held), then forwards it."""
+
+    isolation = "process"  # like the CV nodes it stands in for
+
+    inp = Input(Message)
+    out = Output(Message, follows="inp")
+
+    @dataclass
+    class Params:
+        ms: float = param(30.0, "CPU time spent per message (milliseconds)", minimum=0, maximum=60_000)
+        kind: Literal["numpy", "python"] = param(
+            "numpy", "numpy: matrix products in C (releases the GIL); python: a pure-Python loop (holds it)")
+        report: bool = param(False, "report analysed_fps for the message's stream to the stream registry")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.burned_s = 0.0
+        self.messages = 0
+        self._matrix: Any = None
+        self._last: float | None = None
+
+    def process(self, msg: Message) -> Message:  # blocking: a worker thread or a worker process
+        started = time.perf_counter()
+        deadline = started + self.params.ms / 1000
+        if self.params.kind == "numpy":
+            import numpy as np
+
+            if self._matrix is None:
+                self._matrix = np.random.default_rng(0).random((160, 160))
+            m = self._matrix
+            while time.perf_counter() < deadline:
+                m = (m @ self._matrix) / 160.0
+        else:
+            n = 0
+            while time.perf_counter() < deadline:
+                for _ in range(2000):
+                    n += 1
+        now = time.perf_counter()
+        self.burned_s += now - started
+        self.messages += 1
+        if self.params.report and self._last is not None and now > self._last:
+            self.ctx_streams().update(msg.stream_id, "burn", analysed_fps=round(1 / (now - self._last), 2),
+                                      messages=self.messages)
+        self._last = now
+        return msg
+
+    def ctx_streams(self) -> Any:
+        from flowgraph.island.remote import graph_streams
+
+        return graph_streams(self.ctx)
+
+    def counters(self) -> dict[str, Any]:
+        return {"messages": self.messages, "burned_s": round(self.burned_s, 3)}
