@@ -4,6 +4,10 @@ The worker is a fresh interpreter (``python -m flowgraph.island.worker``), not a
 runs an event loop, threads and CUDA is unsafe. It runs in a session of its own, so a terminal's Ctrl-C reaches
 only the graph, which then stops its workers in order; it dies with the graph process (``PR_SET_PDEATHSIG``) and
 when its socket closes, so no worker outlives the graph, however the graph ends.
+
+Priority: the worker lowers its own nice value and, where the kernel groups tasks by session (autogroup), its
+session's group too. Both matter: with autogroup, a CPU-bound worker inside the graph's group would use up the
+group's share and make the graph's own threads wait behind other groups however low its nice value.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class LocalProcess:
         self._ring = FrameRing(name)
         self.exit_code: int | None = None
         self.started = 0
+        self._booting = False  # launched, READY not read yet
 
     @property
     def alive(self) -> bool:
@@ -39,7 +44,8 @@ class LocalProcess:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
-    async def start(self, spec: WorkerSpec, timeout: float) -> dict[str, Any]:
+    async def launch(self, spec: WorkerSpec) -> None:
+        """Start the process and hand it the spec without waiting for it: workers boot side by side."""
         await self.close(timeout=2.0)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -50,9 +56,16 @@ class LocalProcess:
         self._sock = ours
         self._ring = FrameRing(self.name)
         self.started += 1
+        self._booting = True
+        await wire.send(ours, wire.Kind.INIT, pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
+
+    async def start(self, spec: WorkerSpec, timeout: float) -> dict[str, Any]:
+        if not (self._booting and self.alive):
+            await self.launch(spec)
+        self._booting = False
+        assert self._sock is not None
         try:
-            await wire.send(ours, wire.Kind.INIT, pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
-            kind, body = await asyncio.wait_for(wire.receive(ours), timeout)
+            kind, body = await asyncio.wait_for(wire.receive(self._sock), timeout)
         except TimeoutError:
             await self.close(timeout=0.5)
             raise RuntimeError(f"node {self.name!r}: its worker process did not start within {timeout:.0f}s") from None
@@ -123,6 +136,8 @@ class LocalProcess:
 
 
 def _spawn(fd: int) -> subprocess.Popen[bytes]:
+    # A session of its own: with autogroup scheduling (on by default in many kernels) that is a scheduling group
+    # of its own, which the worker then lowers as a whole — the CPU it burns is not charged to the graph's group.
     return subprocess.Popen([sys.executable, "-m", "flowgraph.island.worker", str(fd)], pass_fds=(fd,),
                             stdin=subprocess.DEVNULL, start_new_session=True)
 

@@ -64,6 +64,10 @@ class RemoteNode(Node):
                           log_level=logging.getLogger("flowgraph").getEffectiveLevel())
 
     # -- lifecycle --------------------------------------------------------------------------------------------
+    async def setup(self) -> None:
+        # every node's setup() runs before the first start(): the workers import and load side by side
+        await self.transport.launch(self.spec())
+
     async def start(self) -> None:
         self._last_start = time.monotonic()
         self._worker_info = await self.transport.start(self.spec(), START_TIMEOUT_S)

@@ -56,8 +56,13 @@ class Transport(Protocol):
     @property
     def pid(self) -> int | None: ...
 
+    async def launch(self, spec: WorkerSpec) -> None:
+        """Begin starting the worker without waiting for it (the graph boots all its workers side by side)."""
+        ...
+
     async def start(self, spec: WorkerSpec, timeout: float) -> dict[str, Any]:
-        """Start the worker and the node in it (its ``start()`` done); returns what the worker reports."""
+        """Finish starting the worker (launching it first unless :meth:`launch` did) and the node in it (its
+        ``start()`` done); returns what the worker reports."""
         ...
 
     async def call(self, port: str, msg: Any) -> Answer:

@@ -108,6 +108,14 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
+def lower_priority(nice: int) -> None:
+    """This process ``nice`` levels below the graph, and its scheduling group (autogroup) to ``nice``."""
+    with contextlib.suppress(OSError):
+        os.nice(nice)
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+        group.write(str(nice))
+
+
 class Worker:
     def __init__(self, link: wire.BlockingLink, spec: WorkerSpec) -> None:
         self.link = link
@@ -188,9 +196,6 @@ def main(argv: list[str]) -> int:
     spec: WorkerSpec = pickle.loads(body)
     logging.basicConfig(level=spec.log_level, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s %(name)s [worker {spec.name} pid %(process)d] %(message)s")
-    if spec.nice:
-        with contextlib.suppress(OSError):
-            os.nice(spec.nice)
     try:
         worker = Worker(link, spec)
         worker.loop.run_until_complete(worker.node.start())
@@ -198,6 +203,10 @@ def main(argv: list[str]) -> int:
         link.send(wire.Kind.FAILED, pickle.dumps(f"{type(exc).__name__}: {exc}"))
         log.error("node %r failed to start", spec.name, exc_info=exc)
         return 1
+    # Imports and model loading run at normal priority: the graph starts its nodes before any media flows, and
+    # a niced start-up on a busy host takes minutes. The node's work from here on yields to the video path.
+    if spec.nice:
+        lower_priority(spec.nice)
     link.send(wire.Kind.READY, pickle.dumps({"pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0)}))
     try:
         worker.serve()

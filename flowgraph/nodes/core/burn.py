@@ -26,6 +26,7 @@ class Burn(Node):
         kind: Literal["numpy", "python"] = param(
             "numpy", "numpy: matrix products in C (releases the GIL); python: a pure-Python loop (holds it)")
         report: bool = param(False, "report analysed_fps for the message's stream to the stream registry")
+        fail_every: int = param(0, "raise on every Nth message (fault injection; 0 = never)", minimum=0)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -35,6 +36,9 @@ class Burn(Node):
         self._last: float | None = None
 
     def process(self, msg: Message) -> Message:  # blocking: a worker thread or a worker process
+        if self.params.fail_every and (self.messages + 1) % self.params.fail_every == 0:
+            self.messages += 1
+            raise RuntimeError(f"injected failure on message {self.messages}")
         started = time.perf_counter()
         deadline = started + self.params.ms / 1000
         if self.params.kind == "numpy":

@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from flowgraph.metrics import Samples
+
 from .aiortc_adapter import hook_sender, last_rtp_timestamp
 from .fanout import EncodedFrame
 from .hdrext import PlayoutDelayMap
@@ -51,6 +53,9 @@ class ViewerFeed:
         self.first_live_time: float | None = None
         self.last_frame: EncodedFrame | None = None
         self.meter = BitrateMeter()
+        #: Seconds from the packet's ingest (``t_capture``: its last byte read from the publisher's socket) to
+        #: handing it to the RTP sender, for live (not GOP-burst) frames: the video path's in-server latency.
+        self.in_server = Samples(256)
         self.created = time.monotonic()
         #: RTP timestamp origin the sender chose (learnt after its first frame), for the page's pts mapping.
         self.rtp_origin: int | None = None
@@ -140,8 +145,10 @@ class ViewerFeed:
         now = time.monotonic()
         if self.first_frame_time is None:
             self.first_frame_time = now
-        if not burst and self.first_live_time is None:
-            self.first_live_time = now
+        if not burst:
+            self.in_server.add(time.time() - frame.t_capture)
+            if self.first_live_time is None:
+                self.first_live_time = now
         self.frames_sent += 1
         self.bytes_sent += frame.size
         self.meter.add(frame.size, now)

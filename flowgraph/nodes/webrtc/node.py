@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from flowgraph.messages import Analytics, Control, Packet, StreamEnd
+from flowgraph.metrics import Samples
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
@@ -269,7 +270,12 @@ class LocalBackend:
 
     def counters(self) -> dict[str, Any]:
         hub = self.hub
+        in_server = Samples(4096)
+        for session in hub.sessions.values():
+            for value in session.feed.in_server.values():
+                in_server.add(value)
         return {"viewers": len(hub.sessions), "viewers_total": hub.viewers_total,
+                "in_server_ms": in_server.summary_ms(),  # ingest socket -> RTP sender, live frames
                 "keyframe_requests": hub.keyframe_requests,
                 "analytics_dropped": sum(s.analytics_dropped for s in hub.sessions.values()),
                 "video_frames_dropped": sum(s.feed.frames_dropped for s in hub.sessions.values())}

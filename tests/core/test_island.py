@@ -1,0 +1,267 @@
+"""Nodes in worker processes (flowgraph.island): placement, frames through shared memory, edge policies across the
+process boundary, failures, metrics, and no worker left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowgraph.errors import GraphError
+from flowgraph.island.frames import FrameRing, RingView, dump_answer, dump_call, load_answer, load_call
+from flowgraph.messages import Tracks, VideoFrame
+from flowgraph.streams import streams
+from flowgraph.testing import collected, compile_text, run_to_end, running
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes only once reaped; the runtime reaps its workers
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+async def _until(predicate, timeout: float = 30.0, step: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    return bool(predicate())
+
+
+def test_placement_auto_thread_process_and_errors() -> None:
+    plan = compile_text("""
+nodes:
+  src: {node: frames, params: {width: 64, height: 32, count: 1}}
+  cv: {node: vibrio, inputs: {frames: {from: src/frames, policy: latest}}}
+  pose: {node: moriarty, isolation: thread, inputs: {tracks: {from: cv/tracks, policy: latest}}}
+  burn: {node: burn, isolation: process, nice: 15, inputs: {inp: src/frames}}
+  out: {node: collect, inputs: {inp: burn/out}}
+""")
+    assert plan.nodes["cv"].isolation == "process" and plan.nodes["cv"].mode == "process"  # vibrio: auto → process
+    assert plan.nodes["pose"].isolation == "thread" and plan.nodes["pose"].mode == "thread"
+    assert plan.nodes["src"].isolation == "thread" and plan.nodes["out"].isolation == "thread"
+    assert plan.nodes["burn"].cls.island_nice == 15  # type: ignore[attr-defined]
+    assert set(plan.nodes["cv"].cls.inputs) == {"frames"} and set(plan.nodes["cv"].cls.outputs) == {"tracks"}
+    assert "own process, nice 15" in plan.describe()
+    assert plan.to_dict()["nodes"]["cv"]["isolation"] == "process"
+    # a graph-wide default moves what can move and leaves the rest
+    plan = compile_text("""
+defaults: {isolation: process}
+nodes:
+  src: {node: frames, params: {count: 1}}
+  out: {node: collect, inputs: {inp: src/frames}}
+""")
+    assert plan.nodes["out"].isolation == "thread"
+    with pytest.raises(GraphError) as err:
+        compile_text("""
+nodes:
+  src: {node: frames, params: {count: 1}}
+  out:
+    node: collect
+    isolation: process
+    inputs: {inp: src/frames}
+""")
+    assert "graph.yaml:6:" in str(err.value) and "cannot run in its own process" in str(err.value)
+    assert "async node" in str(err.value)
+    with pytest.raises(GraphError):
+        compile_text("nodes: {src: {node: frames, isolation: sometimes}}")
+    plan = compile_text("""
+nodes:
+  src: {node: frames, params: {count: 1}}
+  b: {node: burn, inputs: {inp: src/frames}}
+""", overrides=["b.isolation=thread"])
+    assert plan.nodes["b"].isolation == "thread"
+
+
+def test_frame_ring_round_trip_one_write_and_references_back() -> None:
+    ring, view = FrameRing("t"), RingView()
+    image = np.arange(720 * 1280 * 3, dtype=np.uint8).reshape(720, 1280, 3)
+    frame = VideoFrame(image=image, stream_id="s", frame_id=7, t_capture=123.5, source=object())
+    tracks = Tracks(frame=frame).like(frame)
+    data, call = dump_call(("frames", tracks), ring)
+    assert len(data) < 4096, "the picture must not travel in the pickle"
+    assert call.announcement is not None and ring.frames_written == 1
+    view.attach(call.announcement, os.dup(ring.fd))  # type: ignore[arg-type]
+    (port, got), incoming = load_call(data, view)
+    assert port == "frames" and got.frame.frame_id == 7 and got.frame.t_capture == 123.5 and got.stream_id == "s"
+    assert np.array_equal(got.frame.image, image) and not got.frame.image.flags.writeable
+    # the worker answers with a message referencing the frame it was given: the graph gets its own object back
+    answer = dump_answer([("tracks", Tracks(frame=got.frame).like(got))], incoming)
+    assert len(answer) < 4096
+    [(out_port, back)] = load_answer(answer, call)
+    assert out_port == "tracks"
+    assert back.frame is frame and back.frame.source is frame.source
+    # the same size again reuses the ring; a bigger picture makes a new one
+    assert dump_call(frame, ring)[1].announcement is None
+    bigger = VideoFrame(image=np.zeros((1080, 1920, 3), np.uint8))
+    assert dump_call(bigger, ring)[1].announcement is not None
+    ring.close()
+
+
+async def test_process_node_runs_unchanged_code_and_returns_the_graphs_own_frames() -> None:
+    async with running("""
+nodes:
+  src: {node: frames, params: {width: 320, height: 180, fps: 60, count: 0, pool: 4}}
+  cv: {node: burn, params: {ms: 2, report: true}, inputs: {inp: {from: src/frames, policy: latest}}}
+  out: {node: collect, inputs: {inp: cv/out}}
+""") as rt:
+        cv = rt.runners["cv"].node
+        assert await _until(lambda: len(collected(rt, "out")) >= 10)
+        pid = cv.transport.pid
+        assert pid is not None and pid != os.getpid() and _alive(pid)
+        assert os.getpriority(os.PRIO_PROCESS, pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 10
+        frames = collected(rt, "out")
+        buffers = rt.runners["src"].node._buffers  # type: ignore[attr-defined]
+        assert all(any(f.image is b for b in buffers) for f in frames), "frames come back as the graph's objects"
+        assert await _until(lambda: streams(rt.services).get("default") is not None)
+        snap = rt.snapshot()
+        node = snap["nodes"]["cv"]
+        assert node["mode"] == "process" and node["processed"] >= 10 and node["errors"] == 0
+        assert node["counters"]["messages"] >= 1  # the node's own counters, from its process
+        assert node["counters"]["island"]["frames_shared"] >= 10 and node["counters"]["island"]["alive"]
+        edge = next(e for e in snap["edges"] if e["to"] == "cv/inp")
+        assert edge["policy"] == "latest" and edge["size"] == 1 and edge["depth"] <= 1
+    assert rt.exit_code == 0
+    assert not _alive(pid), "the worker ends with the graph"
+
+
+async def test_latest_holds_one_frame_in_flight_and_counts_drops() -> None:
+    async with running("""
+nodes:
+  src: {node: frames, params: {width: 320, height: 180, fps: 100}}
+  cv: {node: burn, isolation: process, params: {ms: 60}, inputs: {inp: {from: src/frames, policy: latest}}}
+  out: {node: collect, inputs: {inp: cv/out}}
+""") as rt:
+        assert await _until(lambda: rt.runners["cv"].stats.processed >= 5)
+        edge = next(e for e in rt.snapshot()["edges"] if e["to"] == "cv/inp")
+        assert edge["drops"] > 0 and edge["depth"] <= 1
+        got = [f.frame_id for f in collected(rt, "out")]
+        assert got == sorted(got) and len(set(got)) == len(got)
+        assert max(b - a for a, b in itertools.pairwise(got)) > 1, "frames were skipped, not queued"
+
+
+async def test_block_edge_backpressures_across_the_boundary_losslessly() -> None:
+    rt = await run_to_end("""
+nodes:
+  src: {node: frames, params: {width: 320, height: 180, fps: 0, count: 30}}
+  cv: {node: burn, isolation: process, params: {ms: 0}, inputs: {inp: {from: src/frames, policy: block, queue: 2}}}
+  out: {node: collect, inputs: {inp: {from: cv/out, policy: block}}}
+""", timeout=120)
+    assert rt.exit_code == 0
+    assert [f.frame_id for f in collected(rt, "out")] == list(range(30))
+    edge = next(e for e in rt.snapshot()["edges"] if e["to"] == "cv/inp")
+    assert edge["drops"] == 0
+
+
+async def test_a_killed_worker_is_restarted_per_on_error() -> None:
+    async with running("""
+nodes:
+  src: {node: frames, params: {width: 320, height: 180, fps: 60}}
+  cv:
+    node: burn
+    isolation: process
+    params: {ms: 20}
+    on_error: {policy: restart, backoff_s: 0.1}
+    inputs: {inp: {from: src/frames, policy: latest}}
+  out: {node: collect, inputs: {inp: cv/out}}
+""") as rt:
+        runner = rt.runners["cv"]
+        node = runner.node
+        assert await _until(lambda: runner.stats.processed >= 3)
+        first = node.transport.pid
+        os.kill(first, signal.SIGKILL)
+        assert await _until(lambda: node.transport.pid not in (None, first) and node.transport.alive)
+        before = runner.stats.processed
+        assert await _until(lambda: runner.stats.processed >= before + 3), "messages flow through the new worker"
+        assert runner.stats.restarts >= 1 and node.counters()["island"]["worker_deaths"] >= 1
+        assert not _alive(first)
+
+
+async def test_skip_message_starts_a_fresh_worker_for_the_next_message() -> None:
+    async with running("""
+nodes:
+  src: {node: frames, params: {width: 32, height: 16, fps: 50}}
+  cv: {node: burn, isolation: process, params: {ms: 1}, inputs: {inp: {from: src/frames, policy: latest}}}
+  out: {node: collect, inputs: {inp: cv/out}}
+""") as rt:
+        runner = rt.runners["cv"]
+        node = runner.node
+        assert await _until(lambda: runner.stats.processed >= 3)
+        first = node.transport.pid
+        os.kill(first, signal.SIGKILL)
+        assert await _until(lambda: node.transport.pid not in (None, first) and node.transport.alive)
+        before = runner.stats.processed
+        assert await _until(lambda: runner.stats.processed >= before + 3)
+        assert runner.stats.state == "running" and runner.stats.errors >= 1
+        assert "ended" in (runner.stats.last_error or "")
+
+
+async def test_an_exception_in_the_worker_goes_through_on_error_with_its_traceback() -> None:
+    async with running("""
+nodes:
+  src: {node: frames, params: {width: 32, height: 16, fps: 50}}
+  cv:
+    node: burn
+    isolation: process
+    params: {ms: 1, fail_every: 3}
+    inputs: {inp: {from: src/frames, policy: latest}}
+  out: {node: collect, inputs: {inp: cv/out}}
+""") as rt:
+        runner = rt.runners["cv"]
+        assert await _until(lambda: runner.stats.errors >= 2 and runner.stats.processed >= 4)
+        pid = runner.node.transport.pid
+        assert "RuntimeError: injected failure" in (runner.stats.last_error or "")
+        assert "burn.py" in (runner.stats.last_error or ""), "the worker's traceback comes with the error"
+        assert runner.node.counters()["island"]["worker_deaths"] == 0 and runner.node.transport.pid == pid
+    assert rt.exit_code == 0
+
+
+def test_ctrl_c_leaves_no_worker_behind(tmp_path: Path, free_port: int) -> None:
+    graph = tmp_path / "g.yaml"
+    graph.write_text("""
+name: ctrlc
+nodes:
+  src: {node: frames, params: {width: 320, height: 180, fps: 30}}
+  cv: {node: burn, isolation: process, params: {ms: 5}, inputs: {inp: {from: src/frames, policy: latest}}}
+  out: {node: collect, params: {keep: 10}, inputs: {inp: cv/out}}
+""")
+    proc = subprocess.Popen([sys.executable, "-m", "flowgraph.cli", "run", str(graph), "--port", str(free_port),
+                             "--serve"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{free_port}"
+    try:
+        pid = None
+        deadline = time.monotonic() + 60
+        while pid is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{url}/api/metrics", timeout=5) as response:
+                    snap = json.load(response)
+                pid = snap["nodes"]["cv"]["counters"].get("island", {}).get("pid")
+            except OSError:
+                pass
+            time.sleep(0.1)
+        assert pid is not None and _alive(pid)
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+            assert 'node="cv"' in response.read().decode()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr
+        assert not _alive(pid)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

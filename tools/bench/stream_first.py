@@ -1,0 +1,199 @@
+"""Stream first: viewers' glass-to-glass latency with CV off and on (CV in worker processes, and on threads).
+
+One stamped 720p30 RTMP publisher (libx264 veryfast zero-latency, GOP 60) and one headless Chromium viewer per
+case, back to back in one run:
+
+``cv-off``      ``graphs/live.yaml``: RTMP in, H.264 passthrough to viewers; no decode, no CV
+``cv-process``  ``graphs/demo.yaml`` with its camera on the same publisher: decode → vibrio → moriarty → fuse →
+                data channel, WebSocket, SQLite — vibrio and moriarty in worker processes (their default)
+``cv-thread``   the same with ``isolation: thread`` for vibrio and moriarty: the placement before islands
+
+Figures per case: latency = the frame's expected display time − the capture time drawn into it (p50/p90/p99 over
+``--seconds`` after a 2 s warm-up); first picture = offer → first frame, median of ``--connects`` fresh viewers;
+in-server = ingest socket → RTP sender per live packet (webrtc_out's ``in_server_ms``); analysed fps = vibrio's and
+moriarty's processed messages per second over the latency window; CPU = the server process and its workers, % of
+one core, and the video process alone. Everything shares this host: numbers move with its load (printed).
+
+    python tools/bench/stream_first.py [--seconds 10] [--connects 6] [--cases cv-off,cv-process,cv-thread]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _net import free_port
+from _report import record
+from _webrtc_common import FLOWGRAPH, ROOT, Proc, cpu_seconds, start_publisher, tree, wait_http, wait_stream
+
+from flowgraph.nodes.webrtc import probe
+from flowgraph.nodes.webrtc.browser import Chromium
+
+CASES = {
+    "cv-off": ("graphs/live.yaml", "ingest", "live", []),
+    "cv-process": ("graphs/demo.yaml", "camera", "demo", []),
+    "cv-thread": ("graphs/demo.yaml", "camera", "demo", ["vibrio.isolation=thread", "moriarty.isolation=thread"]),
+}
+
+
+@contextlib.asynccontextmanager
+async def server(case: str, tmp: Path) -> Any:
+    graph, ingest, stream, extra = CASES[case]
+    rtmp, http = free_port(), free_port()
+    sets = [f"{ingest}.url=rtmp://127.0.0.1:{rtmp}/live/bench", *extra]
+    args = [FLOWGRAPH, "run", str(ROOT / graph), "--port", str(http)]
+    for item in sets:
+        args += ["--set", item]
+    proc = Proc(args, env={"FLOWGRAPH_DEMO_DB": str(tmp / f"{case}.db")}, log=str(tmp / f"{case}.log"))
+    try:
+        base = f"http://127.0.0.1:{http}"
+        await wait_http(base + "/api/webrtc/streams", timeout=120)
+        yield base, f"rtmp://127.0.0.1:{rtmp}/live/bench", stream, proc
+    finally:
+        proc.stop()
+
+
+async def metrics(base: str) -> dict[str, Any]:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.get(base + "/api/metrics") as resp:
+        data: dict[str, Any] = await resp.json()
+        return data
+
+
+async def watch(base: str, pid: int, samples: list[dict[str, Any]], stop: asyncio.Event) -> None:
+    """Every 0.5 s while a viewer watches: the server's figures and CPU time (with and without its workers)."""
+    import psutil
+
+    video = psutil.Process(pid)
+    while not stop.is_set():
+        with contextlib.suppress(Exception):
+            snap = await metrics(base)
+            viewers = snap["nodes"]["viewers"]["counters"]
+            if viewers.get("viewers", 0) >= 1:
+                times = video.cpu_times()
+                samples.append({"t": time.monotonic(), "snap": snap, "cpu_all": cpu_seconds(tree(pid)),
+                                "cpu_video": times.user + times.system})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
+def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    if len(samples) < 2:
+        return {}
+    first, last = samples[0], samples[-1]
+    span = last["t"] - first["t"]
+    nodes0, nodes1 = first["snap"]["nodes"], last["snap"]["nodes"]
+
+    def rate(name: str) -> float | None:
+        if name not in nodes1:
+            return None
+        return round((nodes1[name]["processed"] - nodes0[name]["processed"]) / span, 1)
+
+    in_server = last["snap"]["nodes"]["viewers"]["counters"].get("in_server_ms", {})
+    return {"in_server_p50_ms": in_server.get("p50"), "in_server_p99_ms": in_server.get("p99"),
+            "vibrio_fps": rate("vibrio"), "moriarty_fps": rate("moriarty"),
+            "cpu_all_pct": round(100 * (last["cpu_all"] - first["cpu_all"]) / span, 0),
+            "cpu_video_pct": round(100 * (last["cpu_video"] - first["cpu_video"]) / span, 0),
+            "modes": {n: nodes1[n]["mode"] for n in ("vibrio", "moriarty") if n in nodes1}}
+
+
+async def run_case(case: str, browser: Chromium, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"case": case}
+    async with server(case, tmp) as (base, rtmp_url, stream, proc):
+        publisher = start_publisher(rtmp_url)
+        try:
+            await wait_stream(base, stream, timeout=60)
+            await asyncio.sleep(3)  # CV warm: workers up, models loaded, first frames analysed
+            samples: list[dict[str, Any]] = []
+            stop = asyncio.Event()
+            watcher = asyncio.create_task(watch(base, proc.pid, samples, stop))
+            try:
+                result["latency"] = await probe.latency(browser, f"{base}/", seconds=args.seconds)
+            finally:
+                stop.set()
+                await watcher
+            result.update(summarise(samples))
+            result["connect"] = await probe.connects(browser, f"{base}/", args.connects)
+            result["load"] = [round(x, 2) for x in os.getloadavg()]
+        finally:
+            publisher.stop()
+    return result
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float | int) else str(value)
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    print("\nstream first: 720p30 RTMP → WebRTC, headless Chromium (ms unless noted)")
+    head = (f"{'case':<12}{'g2g p50':>8}{'p90':>6}{'p99':>6}{'first pic':>10}{'in-srv p50':>11}{'p99':>6}"
+            f"{'vibrio fps':>11}{'moriarty fps':>13}{'CPU all %':>10}{'video %':>8}  load")
+    print(head)
+    for r in results:
+        lat, con = r.get("latency") or {}, r.get("connect") or {}
+        if "error" in r:
+            print(f"{r['case']:<12} failed: {r['error']}")
+            continue
+        print(f"{r['case']:<12}{fmt(lat.get('p50_ms')):>8}{fmt(lat.get('p90_ms')):>6}{fmt(lat.get('p99_ms')):>6}"
+              f"{fmt(con.get('first_picture_p50_ms')):>10}{fmt(r.get('in_server_p50_ms'), 2):>11}"
+              f"{fmt(r.get('in_server_p99_ms'), 1):>6}{fmt(r.get('vibrio_fps'), 1):>11}"
+              f"{fmt(r.get('moriarty_fps'), 1):>13}{fmt(r.get('cpu_all_pct')):>10}{fmt(r.get('cpu_video_pct')):>8}"
+              f"  {r.get('load')}")
+    by = {r["case"]: r for r in results if "error" not in r}
+    off, on, thread = by.get("cv-off"), by.get("cv-process"), by.get("cv-thread")
+    if off and on:
+        p50, p99 = on["latency"]["p50_ms"], on["latency"]["p99_ms"]
+        first_on, first_off = on["connect"]["first_picture_p50_ms"], off["connect"]["first_picture_p50_ms"]
+        print("\ngoals with CV on (cv-process):")
+        print(f"  glass-to-glass p50 {fmt(p50)} ≤ 20: {_ok(p50 is not None and p50 <= 20)}; "
+              f"p99 {fmt(p99)} ≤ 40: {_ok(p99 is not None and p99 <= 40)}")
+        if first_on is not None and first_off is not None:
+            print(f"  first picture {fmt(first_on)} within 50 of CV off ({fmt(first_off)}): "
+                  f"{_ok(first_on <= first_off + 50)}")
+        if thread and thread.get("vibrio_fps") and on.get("vibrio_fps") is not None:
+            for node in ("vibrio", "moriarty"):
+                mine, theirs = on.get(f"{node}_fps"), thread.get(f"{node}_fps")
+                if mine is not None and theirs:
+                    print(f"  {node} analysed fps {mine} ≥ 90 % of thread placement ({theirs}): "
+                          f"{_ok(mine >= 0.9 * theirs)}")
+
+
+def _ok(flag: bool) -> str:
+    return "met" if flag else "MISSED"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connects", type=int, default=6)
+    parser.add_argument("--cases", default="cv-off,cv-process,cv-thread")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="fg-bench-") as tmpdir:
+        async with Chromium() as browser:
+            for case in args.cases.split(","):
+                started = time.monotonic()
+                try:
+                    results.append(await run_case(case, browser, Path(tmpdir), args))
+                except Exception as exc:  # one failing case still leaves the others' numbers
+                    log = Path(tmpdir) / f"{case}.log"
+                    tail = log.read_text()[-2000:] if log.exists() else ""
+                    print(f"case {case} failed: {exc!r}\n{tail}", file=sys.stderr)
+                    results.append({"case": case, "error": repr(exc)})
+                print(f"[{case}: {time.monotonic() - started:.0f}s] {results[-1]}", file=sys.stderr)
+    print_table(results)
+    record("stream_first", results)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
