@@ -21,7 +21,9 @@ def render(snapshot: dict[str, Any]) -> Group:
     for column in ("node", "type", "stage", "device", "state", *numeric):
         nodes.add_column(column, justify="right" if column in numeric else "left")
     for name, n in snapshot["nodes"].items():
-        nodes.add_row(name, n["type"], n["stage"], n["device"], n["state"], f"{n['rate_hz']:.1f}",
+        island = n.get("counters", {}).get("island") or {}
+        where = f"{n['device']} · pid {island.get('pid')}" if island else n["device"]  # its own worker process
+        nodes.add_row(name, n["type"], n["stage"], where, n["state"], f"{n['rate_hz']:.1f}",
                       _ms(n["process_ms"]["p50"]), _ms(n["process_ms"]["p99"]),
                       _ms(n.get("capture_age_ms", {}).get("p50")), str(n["processed"]),
                       str(n["errors"]) if not n["errors"] else f"[red]{n['errors']}[/red]")

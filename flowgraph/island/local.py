@@ -13,6 +13,7 @@ group's share and make the graph's own threads wait behind other groups however 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 import socket
 import subprocess
@@ -35,6 +36,7 @@ class LocalProcess:
         self.exit_code: int | None = None
         self.started = 0
         self._booting = False  # launched, READY not read yet
+        self._in_call = False  # a call is reading the socket: it closes the socket itself once it sees EOF
 
     @property
     def alive(self) -> bool:
@@ -85,6 +87,8 @@ class LocalProcess:
         if sock is None or not self.alive:
             raise WorkerDied(f"worker process of node {self.name!r} is not running")
         data, call = dump_call((port, msg), self._ring)
+        pid = self.pid
+        self._in_call = True
         try:
             if call.announcement is not None:
                 assert self._ring.fd is not None
@@ -92,9 +96,12 @@ class LocalProcess:
             await wire.send(sock, wire.Kind.CALL, data)
             kind, body = await wire.receive(sock)
         except (wire.Closed, OSError) as exc:
-            pid = self.pid
             code = await self._reap()
             raise WorkerDied(f"worker process {pid} of node {self.name!r} ended (exit code {code}): {exc}") from None
+        finally:
+            self._in_call = False
+            if self._sock is not sock:  # released meanwhile (worker gone, or stopped): ours to close now
+                sock.close()
         if kind is wire.Kind.ANSWER:
             outputs, extras = load_answer(body, call)
             return Answer(outputs, extras)
@@ -107,28 +114,54 @@ class LocalProcess:
         proc, sock = self._proc, self._sock
         if proc is None:
             return self.exit_code
-        if sock is not None and proc.poll() is None:
-            try:
-                await asyncio.wait_for(wire.send(sock, wire.Kind.EXIT), 0.5)
-            except (OSError, TimeoutError, wire.Closed):
-                pass
-            await _wait(proc, timeout)
-        return await self._reap()
+        try:
+            if sock is not None and proc.poll() is None:
+                try:
+                    await asyncio.wait_for(wire.send(sock, wire.Kind.EXIT), 0.5)
+                except (OSError, TimeoutError, wire.Closed):
+                    pass
+                await _wait(proc, timeout)
+            return await self._reap()
+        except asyncio.CancelledError:  # a drain timeout cancelled the graceful stop: no worker is left behind
+            self._kill_now()
+            raise
 
     async def _reap(self) -> int | None:
         """Make sure the process is gone (killed if needed) and release the socket and the ring."""
-        proc, sock = self._proc, self._sock
-        self._proc = self._sock = None
-        if sock is not None:
-            sock.close()
-        self._ring.close()
+        proc = self._proc
+        self._release()
         if proc is None:
             return self.exit_code
-        if not await _wait(proc, 1.0):
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
+        try:
+            if not await _wait(proc, 1.0):
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        except asyncio.CancelledError:
+            self._kill_now(proc)
+            raise
         self.exit_code = proc.returncode
         return self.exit_code
+
+    def _release(self) -> None:
+        sock = self._sock
+        self._proc = self._sock = None
+        self._booting = False
+        if sock is not None:
+            # shutting down wakes a call waiting on the socket (it sees EOF); closing under it would not
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            if not self._in_call:
+                sock.close()
+        self._ring.close()
+
+    def _kill_now(self, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Kill and reap at once (blocking for the few ms a SIGKILLed process takes to go)."""
+        proc = proc or self._proc
+        self._release()
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            self.exit_code = proc.wait()
 
     def stats(self) -> dict[str, Any]:
         return {"pid": self.pid, "frames_shared": self._ring.frames_written,

@@ -57,13 +57,13 @@ def resolve(requested: str | None, cls: type[Node], mode: str, device: str, *,
     return ("process" if cls.isolation == "process" and problem is None else "thread"), None
 
 
-def stand_in(cls: type[Node], nice: int) -> type[Node]:
+def stand_in(cls: type[Node], nice: int = DEFAULT_NICE) -> type[Node]:
     """The class the runtime builds in place of ``cls``: same ports, params and summary; handlers forward."""
     namespace: dict[str, Any] = {
         "__doc__": cls.__doc__,
         "__module__": __name__,
         "remote_cls": cls,
-        "island_nice": nice or DEFAULT_NICE,
+        "island_nice": nice,
         "Params": cls.Params,
         "gpu": cls.gpu,
         "type_name": cls.type_name,

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 from flowgraph.errors import GraphError
 from flowgraph.island.frames import FrameRing, RingView, dump_answer, dump_call, load_answer, load_call
 from flowgraph.messages import Tracks, VideoFrame
 from flowgraph.streams import streams
 from flowgraph.testing import collected, compile_text, run_to_end, running
+from flowgraph.top import render
 
 
 def _alive(pid: int) -> bool:
@@ -34,7 +36,7 @@ def _alive(pid: int) -> bool:
         return f.read().split(")")[-1].split()[0] != "Z"
 
 
-async def _until(predicate, timeout: float = 30.0, step: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+async def _until(predicate, timeout: float = 60.0, step: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -56,6 +58,7 @@ nodes:
     assert plan.nodes["pose"].isolation == "thread" and plan.nodes["pose"].mode == "thread"
     assert plan.nodes["src"].isolation == "thread" and plan.nodes["out"].isolation == "thread"
     assert plan.nodes["burn"].cls.island_nice == 15  # type: ignore[attr-defined]
+    assert plan.nodes["cv"].cls.island_nice == 10, "nice 10 when the graph gives none"  # type: ignore[attr-defined]
     assert set(plan.nodes["cv"].cls.inputs) == {"frames"} and set(plan.nodes["cv"].cls.outputs) == {"tracks"}
     assert "own process, nice 15" in plan.describe()
     assert plan.to_dict()["nodes"]["cv"]["isolation"] == "process"
@@ -136,6 +139,9 @@ nodes:
         assert node["counters"]["island"]["frames_shared"] >= 10 and node["counters"]["island"]["alive"]
         edge = next(e for e in snap["edges"] if e["to"] == "cv/inp")
         assert edge["policy"] == "latest" and edge["size"] == 1 and edge["depth"] <= 1
+        console = Console(width=200, record=True)
+        console.print(render(snap))
+        assert f"pid {pid}" in console.export_text(), "flowgraph top shows the worker"
     assert rt.exit_code == 0
     assert not _alive(pid), "the worker ends with the graph"
 
@@ -144,7 +150,7 @@ async def test_latest_holds_one_frame_in_flight_and_counts_drops() -> None:
     async with running("""
 nodes:
   src: {node: frames, params: {width: 320, height: 180, fps: 100}}
-  cv: {node: burn, isolation: process, params: {ms: 60}, inputs: {inp: {from: src/frames, policy: latest}}}
+  cv: {node: burn, isolation: process, nice: 0, params: {ms: 60}, inputs: {inp: {from: src/frames, policy: latest}}}
   out: {node: collect, inputs: {inp: cv/out}}
 """) as rt:
         assert await _until(lambda: rt.runners["cv"].stats.processed >= 5)
@@ -159,7 +165,12 @@ async def test_block_edge_backpressures_across_the_boundary_losslessly() -> None
     rt = await run_to_end("""
 nodes:
   src: {node: frames, params: {width: 320, height: 180, fps: 0, count: 30}}
-  cv: {node: burn, isolation: process, params: {ms: 0}, inputs: {inp: {from: src/frames, policy: block, queue: 2}}}
+  cv:
+    node: burn
+    isolation: process
+    nice: 0
+    params: {ms: 0}
+    inputs: {inp: {from: src/frames, policy: block, queue: 2}}
   out: {node: collect, inputs: {inp: {from: cv/out, policy: block}}}
 """, timeout=120)
     assert rt.exit_code == 0
@@ -175,6 +186,7 @@ nodes:
   cv:
     node: burn
     isolation: process
+    nice: 0
     params: {ms: 20}
     on_error: {policy: restart, backoff_s: 0.1}
     inputs: {inp: {from: src/frames, policy: latest}}
@@ -196,7 +208,7 @@ async def test_skip_message_starts_a_fresh_worker_for_the_next_message() -> None
     async with running("""
 nodes:
   src: {node: frames, params: {width: 32, height: 16, fps: 50}}
-  cv: {node: burn, isolation: process, params: {ms: 1}, inputs: {inp: {from: src/frames, policy: latest}}}
+  cv: {node: burn, isolation: process, nice: 0, params: {ms: 1}, inputs: {inp: {from: src/frames, policy: latest}}}
   out: {node: collect, inputs: {inp: cv/out}}
 """) as rt:
         runner = rt.runners["cv"]
@@ -218,6 +230,7 @@ nodes:
   cv:
     node: burn
     isolation: process
+    nice: 0
     params: {ms: 1, fail_every: 3}
     inputs: {inp: {from: src/frames, policy: latest}}
   out: {node: collect, inputs: {inp: cv/out}}
@@ -237,7 +250,7 @@ def test_ctrl_c_leaves_no_worker_behind(tmp_path: Path, free_port: int) -> None:
 name: ctrlc
 nodes:
   src: {node: frames, params: {width: 320, height: 180, fps: 30}}
-  cv: {node: burn, isolation: process, params: {ms: 5}, inputs: {inp: {from: src/frames, policy: latest}}}
+  cv: {node: burn, isolation: process, nice: 0, params: {ms: 5}, inputs: {inp: {from: src/frames, policy: latest}}}
   out: {node: collect, params: {keep: 10}, inputs: {inp: cv/out}}
 """)
     proc = subprocess.Popen([sys.executable, "-m", "flowgraph.cli", "run", str(graph), "--port", str(free_port),
@@ -257,6 +270,8 @@ nodes:
         assert pid is not None and _alive(pid)
         with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
             assert 'node="cv"' in response.read().decode()
+        with urllib.request.urlopen(f"{url}/graph", timeout=5) as response:
+            assert "process" in response.read().decode()
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
         assert proc.returncode == 0, stderr
@@ -265,3 +280,29 @@ nodes:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+async def test_a_cancelled_stop_still_kills_the_worker() -> None:
+    """A drain timeout may cancel a node while it waits for its worker to stop: the worker must not survive."""
+    import logging
+
+    from flowgraph.island.local import LocalProcess
+    from flowgraph.island.transport import WorkerDied, WorkerSpec
+    from flowgraph.nodes.core.burn import Burn
+
+    transport = LocalProcess("slow")
+    spec = WorkerSpec(node_class="flowgraph.nodes.core.burn:Burn", name="slow", graph="g", device="cpu",
+                      params=Burn.Params(ms=20_000, kind="python"), nice=0, log_level=logging.WARNING)
+    await transport.start(spec, timeout=60)
+    pid = transport.pid
+    assert pid is not None
+    busy = asyncio.ensure_future(transport.call("inp", VideoFrame(image=np.zeros((4, 4, 3), np.uint8))))
+    await asyncio.sleep(0.5)  # the worker is inside the 20 s call and will not read EXIT for a while
+    closing = asyncio.ensure_future(transport.close(timeout=30))
+    await asyncio.sleep(0.3)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert not _alive(pid)
+    with pytest.raises(WorkerDied):
+        await busy
