@@ -5,9 +5,10 @@ runs an event loop, threads and CUDA is unsafe. It runs in a session of its own,
 only the graph, which then stops its workers in order; it dies with the graph process (``PR_SET_PDEATHSIG``) and
 when its socket closes, so no worker outlives the graph, however the graph ends.
 
-Priority: the worker lowers its own nice value and, where the kernel groups tasks by session (autogroup), its
-session's group too. Both matter: with autogroup, a CPU-bound worker inside the graph's group would use up the
-group's share and make the graph's own threads wait behind other groups however low its nice value.
+Priority: the worker lowers its own nice value after its start-up, which orders it below the graph wherever both
+share a scheduling group (no autogroup; a systemd service's cgroup). Where the kernel groups tasks by session
+(autogroup), the worker's own session keeps its CPU out of the graph's group: a CPU-bound worker inside the
+graph's group would use up the group's share and make the graph's threads wait, however low its nice value.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ class LocalProcess:
 
 def _spawn(fd: int) -> subprocess.Popen[bytes]:
     # A session of its own: with autogroup scheduling (on by default in many kernels) that is a scheduling group
-    # of its own, which the worker then lowers as a whole — the CPU it burns is not charged to the graph's group.
+    # of its own — the CPU the worker burns is not charged to the graph's group.
     return subprocess.Popen([sys.executable, "-m", "flowgraph.island.worker", str(fd)], pass_fds=(fd,),
                             stdin=subprocess.DEVNULL, start_new_session=True)
 
