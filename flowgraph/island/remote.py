@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 
 from ..metrics import Samples
 from ..node import Node, NodeContext
-from ..streams import StreamRegistry
 from .transport import Answer, RemoteError, Transport, WorkerSpec
 
 #: Seconds a worker has to import its libraries and run the node's ``start()`` (model loading included).
@@ -59,9 +58,11 @@ class RemoteNode(Node):
 
     def spec(self) -> WorkerSpec:
         cls = self.remote_cls
+        inputs = self.ctx.inputs
         return WorkerSpec(node_class=f"{cls.__module__}:{cls.__qualname__}", name=self.name, graph=self.ctx.graph,
                           device=self.device, params=self.params, nice=self.island_nice,
-                          log_level=logging.getLogger("flowgraph").getEffectiveLevel())
+                          log_level=logging.getLogger("flowgraph").getEffectiveLevel(),
+                          inputs=None if inputs is None else sorted(inputs))
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     async def setup(self) -> None:
@@ -114,7 +115,7 @@ class RemoteNode(Node):
             self._remote_counters = counters
         updates = extras.get("streams")
         if updates:
-            registry = graph_streams(self.ctx)
+            registry = self.ctx.streams
             for op, stream_id, role, fields in updates:
                 if op == "update":
                     registry.update(stream_id, role, **fields)
@@ -129,12 +130,3 @@ class RemoteNode(Node):
                   "node_ms_p99": inside["p99"], **self.transport.stats()}
         return {**self._remote_counters, "island": island}
 
-
-def graph_streams(ctx: NodeContext) -> StreamRegistry:
-    """The graph's stream registry, where a remote node's updates land."""
-    registry = getattr(ctx, "streams", None)  # the typed context
-    if isinstance(registry, StreamRegistry):
-        return registry
-    from ..streams import streams
-
-    return streams(ctx.services)

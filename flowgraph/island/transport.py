@@ -24,6 +24,8 @@ class WorkerSpec:
     params: Any
     nice: int
     log_level: int
+    #: Input ports wired in the graph (``NodeContext.inputs``); None = all declared.
+    inputs: list[str] | None = None
 
 
 @dataclass

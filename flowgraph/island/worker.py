@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import dataclasses
 import importlib
 import inspect
 import logging
@@ -25,6 +24,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from ..context import GraphScope, NodeContext
 from ..messages import Message
 from ..node import Node
 from ..streams import StreamRegistry
@@ -60,19 +60,13 @@ async def _inline(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     return fn(*args, **kwargs)
 
 
-def node_context(spec: WorkerSpec, registry: StreamRegistry) -> Any:
-    """The context a remote node gets: its name, device and graph name, and the stream registry (forwarded).
-    No HTTP server: a node that serves clients runs in the graph's process."""
-    from ..node import NodeContext
-
-    names = {f.name for f in dataclasses.fields(NodeContext)}
-    where: dict[str, Any] = {}
-    if "scope" in names:  # the typed context: a scope of its own whose registry reaches back to the graph
-        scope_type = importlib.import_module("flowgraph.context").GraphScope
-        where["scope"] = scope_type(spec.graph, streams=registry)
-    else:
-        where.update(graph=spec.graph, services={"streams": registry})
-    return NodeContext(name=spec.name, device=spec.device, offloader=_inline, **where)
+def node_context(spec: WorkerSpec, registry: StreamRegistry) -> NodeContext:
+    """The context a remote node gets: its name, device, wired inputs, and a scope of its own whose stream
+    registry reaches back to the graph's. No HTTP server and no graph metrics: a node that serves clients runs in
+    the graph's process; hubs shared with ``ctx.shared`` are shared within the worker only."""
+    inputs = None if spec.inputs is None else frozenset(spec.inputs)
+    return NodeContext(name=spec.name, device=spec.device, scope=GraphScope(spec.graph, streams=registry),
+                       inputs=inputs, offloader=_inline)
 
 
 def _load_class(path: str) -> type[Node]:

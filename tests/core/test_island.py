@@ -21,7 +21,6 @@ from rich.console import Console
 from flowgraph.errors import GraphError
 from flowgraph.island.frames import FrameRing, RingView, dump_answer, dump_call, load_answer, load_call
 from flowgraph.messages import Tracks, VideoFrame
-from flowgraph.streams import streams
 from flowgraph.testing import collected, compile_text, run_to_end, running
 from flowgraph.top import render
 
@@ -131,7 +130,7 @@ nodes:
         frames = collected(rt, "out")
         buffers = rt.runners["src"].node._buffers  # type: ignore[attr-defined]
         assert all(any(f.image is b for b in buffers) for f in frames), "frames come back as the graph's objects"
-        assert await _until(lambda: streams(rt.services).get("default") is not None)
+        assert await _until(lambda: rt.scope.streams.get("default") is not None)
         snap = rt.snapshot()
         node = snap["nodes"]["cv"]
         assert node["mode"] == "process" and node["processed"] >= 10 and node["errors"] == 0

@@ -58,15 +58,10 @@ class Burn(Node):
         self.burned_s += now - started
         self.messages += 1
         if self.params.report and self._last is not None and now > self._last:
-            self.ctx_streams().update(msg.stream_id, "burn", analysed_fps=round(1 / (now - self._last), 2),
+            self.ctx.streams.update(msg.stream_id, "burn", analysed_fps=round(1 / (now - self._last), 2),
                                       messages=self.messages)
         self._last = now
         return msg
-
-    def ctx_streams(self) -> Any:
-        from flowgraph.island.remote import graph_streams
-
-        return graph_streams(self.ctx)
 
     def counters(self) -> dict[str, Any]:
         return {"messages": self.messages, "burned_s": round(self.burned_s, 3)}
