@@ -9,7 +9,8 @@ holds at most one message, the channel in front of it does the rest — ``latest
 Failures: an exception inside the node comes back as a :class:`~.transport.RemoteError` and goes through the
 node's ``on_error`` like any other. A worker that dies (killed, crashed) raises :class:`~.transport.WorkerDied`
 for the message it held; ``restart`` then stops and starts the stand-in (a fresh worker), ``stop`` stops the
-graph, and ``skip_message`` starts a fresh worker when the next message arrives (after the node's backoff).
+graph, and ``skip_message`` starts a fresh worker when the next message arrives (at most one start every
+``respawn_backoff_s``).
 """
 
 from __future__ import annotations
