@@ -20,7 +20,8 @@ from rich.console import Console
 
 from flowgraph.errors import GraphError
 from flowgraph.island.frames import FrameRing, RingView, dump_answer, dump_call, load_answer, load_call
-from flowgraph.messages import Tracks, VideoFrame
+from flowgraph.messages import VideoFrame
+from flowgraph.nodes.vibrio.messages import Tracks
 from flowgraph.testing import collected, compile_text, run_to_end, running
 from flowgraph.top import render
 
