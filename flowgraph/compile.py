@@ -11,6 +11,7 @@ from typing import Any
 import networkx as nx
 
 from . import devices
+from .access import check_exposure
 from .channel import Policy
 from .errors import GraphError, GraphErrors, Location, ParamsError
 from .graph_schema import locate
@@ -36,8 +37,10 @@ def compile_plan(spec: GraphSpec, registry: Registry | None = None) -> Execution
     nodes = _place(enabled, classes, params, placed, order)
     _isolate(spec, enabled, nodes)
     _fuse(enabled, nodes, edges, order)
-    return ExecutionPlan(name=spec.name, file=spec.file, nodes=nodes, edges=edges, order=order,
-                         server=spec.server)
+    plan = ExecutionPlan(name=spec.name, file=spec.file, nodes=nodes, edges=edges, order=order,
+                         server=spec.server, document=spec.document)
+    check_exposure(plan)  # secure by default: nothing listens beyond loopback without credentials
+    return plan
 
 
 def _node_types(enabled: dict[str, NodeSpec], registry: Registry) -> Classes:

@@ -37,12 +37,15 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from .context import NodeContext as NodeContext  # re-exported: the node protocol in one import
 from .messages import StreamEnd
 from .params import NoParams
 from .ports import BoundOutput, Input, Output
+
+if TYPE_CHECKING:
+    from .access import Surface
 
 T = TypeVar("T")
 
@@ -169,6 +172,12 @@ class Node:
             functions = [getattr(cls, name) for name in (cls.handler_name(p) for p in cls.inputs) if name]
         return bool(functions) and not any(
             inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn) for fn in functions)
+
+    @classmethod
+    def surfaces(cls, params: Any) -> list[Surface]:
+        """What this node lets network peers change (publish, rules, viewers, ws) and the credential guarding
+        each; checked before start by :func:`flowgraph.access.check_exposure`. None by default."""
+        return []
 
     @classmethod
     def summary(cls) -> str:

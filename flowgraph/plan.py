@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .node import Node
+from .redact import redact_mapping
 from .spec import ErrorPolicy
 
 
@@ -52,6 +53,8 @@ class ExecutionPlan:
     edges: list[EdgePlan]
     order: list[str]
     server: dict[str, Any] = field(default_factory=dict)
+    #: The loaded YAML (with locations), for errors found after compiling (e.g. the listen/credential check).
+    document: Any = field(default=None, repr=False)
 
     @property
     def stages(self) -> dict[str, list[str]]:
@@ -86,7 +89,7 @@ class ExecutionPlan:
                 for e in self.edges
             ],
             "stages": self.stages,
-            "server": self.server,
+            "server": redact_mapping(self.server),
         }
 
     def describe(self) -> str:

@@ -14,10 +14,11 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
+from .access import check_exposure
 from .channel import Channel
 from .compile import ExecutionPlan
 from .context import GraphScope, NodeContext
-from .errors import NodeError
+from .errors import Location, NodeError
 from .metrics import RateMeter, prometheus_lines
 from .runner import NodeRunner
 from .stream_end import marker_fan_in
@@ -71,7 +72,7 @@ class Runtime:
         if self.server is None:
             from .server import GraphServer
 
-            self.server = GraphServer(self.host, self.port, self.max_body)
+            self.server = GraphServer(self.host, self.port, self.max_body, conf=self.plan.server)
         return self.server
 
     def _build(self) -> None:
@@ -117,6 +118,8 @@ class Runtime:
     # -- running --------------------------------------------------------------------------------------------
     async def run(self, *, install_signals: bool = True) -> int:
         """Run until every node finished or a stop is requested; returns a process exit code."""
+        if self.host != self.plan.server.get("host", "127.0.0.1"):  # --host: check the address actually used
+            check_exposure(self.plan, self.host, where_host=Location("--host", 1, 1))
         self._build()
         loop = asyncio.get_running_loop()
         if install_signals:
@@ -310,7 +313,7 @@ class Runtime:
         if not server.has_route("GET", "/metrics"):
             server.add_get("/metrics", metrics_prom)
         if not server.has_route("GET", "/healthz"):
-            server.add_get("/healthz", health)
+            server.add_get("/healthz", health, surface="public")
         if not server.has_route("GET", "/graph"):
             from .viz import live_page
 

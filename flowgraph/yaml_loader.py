@@ -21,6 +21,38 @@ MAX_EXPANDED_NODES = 100_000
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+class EnvInt(int):
+    """An integer that came from ``${NAME}``: it shows as ``${NAME}`` in error messages, never as its value."""
+
+    source: str
+
+    def __new__(cls, value: int, source: str) -> EnvInt:
+        self = super().__new__(cls, value)
+        self.source = source
+        return self
+
+    def __repr__(self) -> str:
+        return self.source
+
+    __str__ = int.__repr__  # the value where it is used (ports, f-strings); the name where it is shown
+
+
+class EnvFloat(float):
+    """A number that came from ``${NAME}``; shown as ``${NAME}`` (see :class:`EnvInt`)."""
+
+    source: str
+
+    def __new__(cls, value: float, source: str) -> EnvFloat:
+        self = super().__new__(cls, value)
+        self.source = source
+        return self
+
+    def __repr__(self) -> str:
+        return self.source
+
+    __str__ = float.__repr__
+
+
 class LocMap(dict[str, Any]):
     """A mapping that remembers where each key and value was written."""
 
@@ -85,11 +117,18 @@ class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types: 
             return value
         where = _location(self.file, node.start_mark)
         substituted = _substitute(value, self.env, where)
-        if node.style is None and substituted and _ENV.fullmatch(value):
+        whole = _ENV.fullmatch(value)
+        if node.style is None and substituted and whole:
             tag = self.resolve(yaml.ScalarNode, substituted, (True, False))
             if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:bool",
                        "tag:yaml.org,2002:null"):
-                return self.construct_object(yaml.ScalarNode(tag, substituted), deep=True)
+                typed = self.construct_object(yaml.ScalarNode(tag, substituted), deep=True)
+                # an unquoted ${TOKEN} that happens to be numeric must not be echoed by a type error
+                if isinstance(typed, int) and not isinstance(typed, bool):
+                    return EnvInt(typed, whole.group(0))
+                if isinstance(typed, float):
+                    return EnvFloat(typed, whole.group(0))
+                return typed
         return substituted
 
 
@@ -129,7 +168,17 @@ def _count_nodes(value: Any, budget: int) -> int:
 
 def load_yaml(text: str, file: str = "<graph>", env: dict[str, str] | None = None) -> Any:
     """Parse YAML text into LocMap/LocList; raise GraphError with a location on any problem."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters before parsing starts
+        position = int(getattr(exc, "position", 0) or 0)
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        character = getattr(exc, "character", None)
+        code = ord(character) if isinstance(character, str) and character else character
+        what = f"character U+{code:04X}" if isinstance(code, int) else "a character"
+        raise GraphError(f"YAML error: {what} is not allowed in YAML text", Location(file, line, column),
+                         "printable text (tabs, newlines and Unicode are fine)") from None
     loader.file = file
     loader.env = dict(os.environ if env is None else env)
     try:

@@ -24,7 +24,9 @@ from flowgraph.testing import running
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAPHS = sorted((ROOT / "graphs").rglob("*.yaml"))
-ENV = {"INGEST_KEY": "k", "WHIP_TOKEN": "t", "STREAM_KEYS": "k", "INPUT": "clip.mp4"}
+# platform.yaml listens on 0.0.0.0: every credential must be long enough to pass the listen check
+ENV = {"INGEST_KEY": "k" * 16, "WHIP_TOKEN": "t" * 16, "STREAM_KEYS": "k" * 16, "API_TOKEN": "a" * 16,
+       "WS_TOKEN": "w" * 16, "INPUT": "clip.mp4"}
 
 
 @pytest.mark.parametrize("path", GRAPHS, ids=[str(p.relative_to(ROOT / "graphs")) for p in GRAPHS])
@@ -52,6 +54,8 @@ def test_every_shipped_graph_validates(path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_platform_needs_its_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.delenv("STREAM_KEYS", raising=False)
     with pytest.raises(GraphError, match=r"platform.yaml:\d+:\d+: environment variable STREAM_KEYS is not set"):
         load_spec(ROOT / "graphs" / "platform.yaml")

@@ -102,8 +102,9 @@ async def soak(minutes: float, viewers: int, ws_count: int, out: Path) -> int:
             PY, str(ROOT / "tools" / "testsrc.py"), "--width", "1280", "--height", "720", "--fps", "30",
             "--seconds", "20", "--people", "3", "--out", str(scene)], check=True, capture_output=True)
         rtmp, http = free_port(), free_port()
-        env = {"STREAM_KEYS": "soak=main", "REDIS_URL": redis.url, "POSTGRES_URL": postgres.url,
-               "HOST": "127.0.0.1", "VIBRIO_BACKEND": "motion"}
+        # all on loopback: the listen check lets platform.yaml's empty API/WS tokens through (clients send none)
+        env = {"STREAM_KEYS": "soak=main", "API_TOKEN": "", "WS_TOKEN": "", "REDIS_URL": redis.url,
+               "POSTGRES_URL": postgres.url, "HOST": "127.0.0.1", "VIBRIO_BACKEND": "motion"}
         log = tmp / "graph.log"
         graph = Proc([FLOWGRAPH, "run", str(ROOT / "graphs" / "platform.yaml"), "--port", str(http),
                       "--set", f"rtmp.url=rtmp://127.0.0.1:{rtmp}/live"], env=env, log=str(log))

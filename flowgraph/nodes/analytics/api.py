@@ -33,6 +33,8 @@ from .rules import parse_rules
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from flowgraph.server import GraphServer
+
     from .fuse import Fuse
     from .store import Store
     from .ws_hub import WsHub
@@ -58,6 +60,7 @@ class AnalyticsApi:
         self.fuses: list[Fuse] = []
         self.stores: list[Store] = []
         self.hub: WsHub | None = None
+        self.server: GraphServer | None = None
 
     def add_fuse(self, node: Fuse) -> None:
         self.fuses.append(node)
@@ -76,9 +79,11 @@ class AnalyticsApi:
             ("DELETE", "/api/streams/{stream_id}/rules", self.delete_rules),
             ("GET", "/api/openapi.json", self.openapi),
         ]
+        self.server = server
         for method, path, handler in routes:
             if not server.has_route(method, path):
-                server.add_route(method, path, handler)
+                # rules are changed with the fuse node's own token (else server.token): the handler checks it
+                server.add_route(method, path, handler, surface="read" if method == "GET" else "self")
         server.link("analytics API (OpenAPI)", "/api/openapi.json")
 
     # -- streams --------------------------------------------------------------------------------------------
@@ -218,7 +223,8 @@ class AnalyticsApi:
         node = self._fuse_for(stream_id)
         if node is None:
             return _unknown(stream_id, self._ids())
-        return _authorise(request, node.params.api_token) or node
+        server_token = self.server.token if self.server is not None else ""
+        return _authorise(request, node.params.api_token or server_token) or node
 
     async def put_rules(self, request: web.Request) -> web.Response:
         from aiohttp import web
@@ -231,12 +237,16 @@ class AnalyticsApi:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             return json_error(400, "body is not JSON", expected='{"rules": [...]} or a list of rules')
+        except RecursionError:
+            return json_error(400, "body is nested too deeply", expected='{"rules": [...]} or a list of rules')
         raw = body.get("rules") if isinstance(body, dict) else body
         base: tuple[str | int, ...] = ("rules",) if isinstance(body, dict) else ()
         try:
             rules = parse_rules(raw if raw is not None else [], base)
         except ParamsError as exc:
             return json_error(400, exc.message, path=list(exc.path), expected=exc.expected)
+        except RecursionError:
+            return json_error(400, "rules are nested too deeply", expected="a list of rule mappings")
         node.book.set_stream(stream_id, rules)
         node.log.info("rules for stream %r replaced over REST: %d rules", stream_id, len(rules))
         return web.json_response(self._rules_body(node, stream_id))
@@ -281,21 +291,29 @@ def _no_params(request: web.Request, allowed: tuple[str, ...]) -> None:
                          ", ".join(allowed) if allowed else "no query parameters")
 
 
+#: The latest time a query may name (9999-12-31): beyond it no store can turn the number into a timestamp.
+MAX_TIME = 253_402_300_799.0
+
+
 def _time(raw: str | None, name: str) -> float | None:
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        pass
-    try:
-        # an unencoded "+01:00" arrives as " 01:00" (form decoding): take it as meant
-        stamp = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
-        raise QueryError(name, f"bad value {raw!r} for {name}", "unix seconds or an ISO 8601 time") from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return stamp.timestamp()
+        try:
+            # an unencoded "+01:00" arrives as " 01:00" (form decoding): take it as meant
+            stamp = dt.datetime.fromisoformat(raw.strip().replace("Z", "+00:00").replace(" ", "+"))
+        except ValueError:
+            raise QueryError(name, f"bad value {raw[:40]!r} for {name}",
+                             "unix seconds or an ISO 8601 time") from None
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        value = stamp.timestamp()
+    if not 0.0 <= value <= MAX_TIME:  # nan, inf, 1e300, before 1970
+        raise QueryError(name, f"bad value {raw[:40]!r} for {name}",
+                         f"a time from 1970 to 9999: unix seconds (0 to {MAX_TIME:.0f}) or ISO 8601")
+    return value
 
 
 def _window(request: web.Request) -> tuple[float | None, float | None]:

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flowgraph.access import Surface
 from flowgraph.context import NodeContext
 from flowgraph.errors import GraphError, ParamsError
 from flowgraph.messages import Analytics, Message, StreamEnd
@@ -77,7 +78,8 @@ class Fuse(Node):
                                             schema={"type": "array", "items": {"type": "object"}})
         rules_file: str = param("", "YAML/JSON file of rules, reloaded when it changes ('' = none)")
         reload_s: float = param(1.0, "how often rules_file is checked for changes", exclusiveMinimum=0)
-        api_token: str = param("", "bearer token required to change rules over REST ('' = none)")
+        api_token: str = param("", "bearer token required to change rules over REST ('' = server.token; "
+                                   "neither: open, allowed on loopback only unless server.open lists rules)")
 
         def __post_init__(self) -> None:
             if self.rules and self.rules_file:
@@ -88,6 +90,11 @@ class Fuse(Node):
                     self.parsed_rules = load_rules_file(self.rules_file)
                 except GraphError as exc:
                     raise ParamsError(f"rules file: {exc}", ("rules_file",), "a valid rules file") from None
+
+    @classmethod
+    def surfaces(cls, params: Any) -> list[Surface]:
+        return [Surface("rules", "changing rules (PUT/DELETE /api/streams/{id}/rules)", params.api_token,
+                        ("api_token",))]
 
     def __init__(self, ctx: NodeContext, params: Fuse.Params | None = None) -> None:
         super().__init__(ctx, params)

@@ -23,6 +23,7 @@ from flowgraph.messages import Message
 from flowgraph.nodes.moriarty.messages import Poses
 from flowgraph.nodes.vibrio.messages import Tracks
 
+from . import templates
 from .join import Joined, message_time
 from .rules import Rule
 
@@ -260,7 +261,7 @@ def _record(rule: Rule, stream_id: str, sample: Sample, value: float, held: floa
               "metric": rule.metric, "value": value, "condition": rule.describe(), "held_s": held,
               "threshold": rule.threshold}
     try:
-        description = rule.description.format(**fields)
+        description = templates.render(rule.description, fields)
     except (ValueError, TypeError, KeyError, IndexError):
         description = f"{rule.type}: {rule.describe()}"  # validated at parse time; never fail a frame over text
     episode = f"{rule.id}|{stream_id}|{sample.track_id}|{start_frame}"

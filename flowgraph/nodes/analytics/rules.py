@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import math
 import re
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flowgraph.errors import GraphError, ParamsError
+
+from . import templates
 
 #: Per-track metrics read from vibrio's Track.
 TRACK_METRICS = ("speed_kmh", "speed_mps", "distance_m", "heading_deg", "track_confidence", "score")
@@ -43,7 +44,12 @@ STREAM_METRICS = ("people",)
 POSE_PREFIXES = ("joint_angles.", "metrics.")
 CONDITIONS = ("above", "below", "outside", "inside", "change")
 DIRECTIONS = ("rise", "fall", "any")
-TEMPLATE_FIELDS = ("rule", "type", "track_id", "stream_id", "metric", "value", "condition", "held_s", "threshold")
+TEMPLATE_FIELDS = templates.FIELDS
+#: Caps on what one rules body may hold (every field of a rule is peer input over REST).
+MAX_RULES = 200
+MAX_NAME_CHARS = 64
+MAX_METRIC_CHARS = 128
+MAX_STREAMS = 256
 DEFAULT_DESCRIPTION = "{type}: track {track_id} {metric} = {value:.2f} ({condition}) for {held_s:.1f}s"
 _ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 METRICS_HINT = ", ".join((*TRACK_METRICS, *STREAM_METRICS, "joint_angles.<name>", "metrics.<name>"))
@@ -57,8 +63,9 @@ RULE_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "properties": {
         "id": {"type": "string", "pattern": _ID.pattern, "description": "unique rule name"},
-        "type": {"type": "string", "minLength": 1, "description": "opportunity type (default: id)"},
-        "metric": {"type": "string", "description": "what to watch: " + METRICS_HINT},
+        "type": {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS,
+                 "description": "opportunity type (default: id)"},
+        "metric": {"type": "string", "maxLength": MAX_METRIC_CHARS, "description": "what to watch: " + METRICS_HINT},
         "above": _NUMBER, "below": _NUMBER, "outside": _RANGE, "inside": _RANGE,
         "change": {
             "type": "object", "additionalProperties": False, "required": ["window_s", "by"],
@@ -72,12 +79,14 @@ RULE_SCHEMA: dict[str, Any] = {
                            "description": "ignore samples whose own confidence is lower (speed metrics)"},
         "max_gap_s": {"type": "number", "exclusiveMinimum": 0,
                       "description": "a track unseen this long starts a new episode"},
-        "description": {"type": "string", "description": "template: " + ", ".join(TEMPLATE_FIELDS)},
-        "streams": {"type": "array", "items": {"type": "string"}, "description": "only these stream ids"},
+        "description": {"type": "string", "maxLength": templates.MAX_TEMPLATE_CHARS,
+                        "description": "template: " + ", ".join(TEMPLATE_FIELDS)},
+        "streams": {"type": "array", "maxItems": MAX_STREAMS, "items": {"type": "string", "maxLength": 128},
+                    "description": "only these stream ids"},
         "enabled": {"type": "boolean"},
     },
 }
-RULES_SCHEMA: dict[str, Any] = {"type": "array", "items": RULE_SCHEMA}
+RULES_SCHEMA: dict[str, Any] = {"type": "array", "maxItems": MAX_RULES, "items": RULE_SCHEMA}
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +170,8 @@ def parse_rules(raw: Any, path: tuple[str | int, ...] = ("rules",)) -> tuple[Rul
         return ()
     if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
         raise ParamsError("rules must be a list", path, "a list of rule mappings")
+    if len(raw) > MAX_RULES:
+        raise ParamsError(f"{len(raw)} rules; at most {MAX_RULES}", path, f"at most {MAX_RULES} rules")
     _check_schema(raw, path)
     rules: list[Rule] = []
     seen: dict[str, int] = {}
@@ -190,16 +201,26 @@ def _check_schema(raw: Any, path: tuple[str | int, ...]) -> None:
         missing = error.message.split("'")[1]
         raise ParamsError(f"rule is missing {missing!r}", where, f"a {missing!r} key")
     if error.validator == "pattern":
-        raise ParamsError(f"bad rule id {error.instance!r}", where, "1-64 letters, digits, '_', '.' or '-'")
+        raise ParamsError(f"bad rule id {_short(error.instance)}", where, "1-64 letters, digits, '_', '.' or '-'")
     expected = schema.get("description") or error.message
     if "type" in schema and error.validator == "type":
         expected = {"number": "a number", "string": "a string", "array": "a list", "object": "a mapping",
                     "boolean": "true or false"}.get(str(schema["type"]), expected)
+    elif error.validator == "maxLength":
+        expected = f"at most {schema['maxLength']} characters"
+    elif error.validator == "maxItems" and schema.get("maxItems", 2) > 2:
+        expected = f"at most {schema['maxItems']} items"
     elif error.validator in ("minItems", "maxItems"):
         expected = "a list [low, high] of two numbers"
     elif error.validator in ("minimum", "maximum", "exclusiveMinimum"):
         expected = f"{error.validator} {schema[error.validator]}"
-    raise ParamsError(f"bad value {error.instance!r} for {'.'.join(map(str, where))}", where, expected)
+    raise ParamsError(f"bad value {_short(error.instance)} for {'.'.join(map(str, where))}", where, expected)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A value as an error message may quote it: repr, cut (a rules body is peer input of up to 256 KiB)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _parse_one(item: Mapping[str, Any], path: tuple[str | int, ...]) -> Rule:
@@ -268,18 +289,15 @@ def _finite(value: Any, path: tuple[str | int, ...]) -> float:
 
 def _check_template(template: str, path: tuple[str | int, ...]) -> None:
     try:
-        names = {name for _, name, _, _ in string.Formatter().parse(template) if name}
-    except ValueError as exc:
-        raise ParamsError(f"bad description template: {exc}", path, "text with {field} placeholders") from None
-    unknown = sorted(n for n in names if n.split(".")[0].split("[")[0] not in TEMPLATE_FIELDS)
-    if unknown:
-        raise ParamsError(f"unknown field {{{unknown[0]}}} in description", path,
-                          "fields among " + ", ".join(TEMPLATE_FIELDS))
+        templates.check(template)
+    except templates.TemplateError as exc:
+        raise ParamsError(f"bad description template: {exc}", path,
+                          "text with {field} placeholders among " + ", ".join(TEMPLATE_FIELDS)) from None
     sample = {"rule": "r", "type": "t", "track_id": 1, "stream_id": "s", "metric": "m", "value": 1.0,
               "condition": "c", "held_s": 0.0, "threshold": 1.0}
     try:
-        template.format(**sample)
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        templates.render(template, sample)
+    except (ValueError, TypeError) as exc:
         raise ParamsError(f"bad description template: {exc}", path, "valid str.format placeholders") from None
 
 

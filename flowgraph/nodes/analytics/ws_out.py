@@ -19,12 +19,12 @@ Refusals happen before the upgrade, as JSON: 400 (bad query), 401 (token), 403 (
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from flowgraph.access import Surface, bearer, token_matches, unauthorized
 from flowgraph.context import Key, NodeContext
 from flowgraph.messages import Analytics, StreamEnd
 from flowgraph.node import Node
@@ -59,7 +59,8 @@ class WsOut(Node):
         max_clients: int = param(10_000, "WebSocket clients in all", minimum=1)
         max_clients_per_stream: int = param(5_000, "WebSocket clients per stream", minimum=1)
         ping_interval_s: float = param(20.0, "ping every N seconds; no pong within N/2 closes (0 = off)", minimum=0)
-        token: str = param("", "bearer token clients must present ('' = open)")
+        token: str = param("", "bearer token clients must present ('' = server.read_token; neither: open, "
+                               "allowed on loopback only unless server.open lists ws)")
         allowed_origins: list[str] = param([], "browser Origins allowed (empty = any); non-browser clients "
                                                "without an Origin header are allowed")
         max_client_message_bytes: int = param(4096, "largest frame a client may send (larger: close 1009)",
@@ -68,6 +69,10 @@ class WsOut(Node):
                                             " it keeps losing its oldest messages instead)", minimum=0)
         streams: list[str] = param([], "stream ids accepted before their first message")
         allow_unknown_streams: bool = param(False, "accept clients for any stream id (else 404 until known)")
+
+    @classmethod
+    def surfaces(cls, params: Any) -> list[Surface]:
+        return [Surface("ws", f"WS analytics ({params.path})", params.token, ("token",))]
 
     def __init__(self, ctx: NodeContext, params: WsOut.Params | None = None) -> None:
         super().__init__(ctx, params)
@@ -85,7 +90,7 @@ class WsOut(Node):
         p = self.params
         server = self.ctx.server
         if not server.has_route("GET", p.path):
-            server.add_get(p.path, self._connect)
+            server.add_get(p.path, self._connect, surface="self")
             server.link("analytics WebSocket", p.path)
         api_for(self.ctx).hub = self.hub
 
@@ -129,14 +134,10 @@ class WsOut(Node):
         from flowgraph.server import json_error
 
         p = self.params
-        if p.token:
-            header = request.headers.get("Authorization", "")
-            given = header[7:].strip() if header.lower().startswith("bearer ") else request.query.get("token", "")
-            if not hmac.compare_digest(given.encode(), p.token.encode()):
-                response = json_error(401, "missing or wrong bearer token", expected="Authorization: Bearer <token> "
-                                      "or ?token=<token>")
-                response.headers["WWW-Authenticate"] = 'Bearer realm="analytics"'
-                return response
+        server = self.ctx.server
+        accepted = [p.token] if p.token else [server.read_token, server.token]
+        if any(accepted) and not token_matches(bearer(request, query=True), accepted):
+            return unauthorized("analytics", "Authorization: Bearer <token> or ?token=<token>")
         origin = request.headers.get("Origin")
         if p.allowed_origins and origin is not None and origin not in p.allowed_origins:
             return json_error(403, f"origin {origin!r} is not allowed", allowed=p.allowed_origins)
@@ -203,6 +204,9 @@ class WsOut(Node):
                 request = json.loads(message.data)
             except ValueError:
                 await ws.close(code=1007, message=b"expected a JSON object")
+                return
+            except RecursionError:
+                await ws.close(code=1007, message=b"the JSON is nested too deeply")
                 return
             if not isinstance(request, dict):
                 await ws.close(code=1007, message=b"expected a JSON object")

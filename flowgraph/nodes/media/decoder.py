@@ -26,7 +26,11 @@ class StreamDecoder:
         self.keep_source = keep_source
         self.device = device
         self.cuda = device.startswith("cuda")
+        self._threading = (thread_type, threads)
         self.ctx = self._open(thread_type, threads)
+        #: The SPS in force; a different one gets a fresh decoder (FFmpeg may never recover from a bad one).
+        self._sps: bytes | None = None
+        self.reopened = 0
         self._pending: OrderedDict[int, Packet] = OrderedDict()
         self._last: Packet | None = None
         self.waiting_keyframe = True
@@ -83,8 +87,18 @@ class StreamDecoder:
                 return []
             self.waiting_keyframe = False
         data = packet.data
+        if not data:
+            # an empty packet would tell FFmpeg the stream ended (drain mode), refusing every packet after it
+            self._corrupted(packet, "empty packet")
+            return []
         if packet.keyframe and packet.config and not _has_sps(data):
             data = packet.config + data  # a producer that does not make keyframes self-contained
+        sps = _sps_of(data)
+        if sps is not None:
+            if self._sps is not None and sps != self._sps:
+                self.ctx = self._open(*self._threading)
+                self.reopened += 1
+            self._sps = sps
         av_packet = av.Packet(data)
         if packet.pts is not None:
             av_packet.pts = packet.pts
@@ -96,6 +110,8 @@ class StreamDecoder:
         try:
             decoded = self.ctx.decode(av_packet)
         except av.FFmpegError as exc:
+            if isinstance(exc, av.EOFError):
+                self.ctx.flush_buffers()  # left drain mode somehow: reset, or no packet would decode again
             self._corrupted(packet, exc)
             return []
         return self._convert(decoded)
@@ -180,4 +196,9 @@ class StreamDecoder:
 
 
 def _has_sps(data: bytes) -> bool:
-    return any(nal_type(n) == NAL_SPS for n in split_nals(data[:256]))
+    return _sps_of(data) is not None
+
+
+def _sps_of(data: bytes) -> bytes | None:
+    """The SPS NAL at the head of an access unit (where encoders put it), if any."""
+    return next((n for n in split_nals(data[:256]) if nal_type(n) == NAL_SPS), None)

@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlparse
 
+from flowgraph.access import Surface
 from flowgraph.context import NodeContext
 from flowgraph.errors import ParamsError
 from flowgraph.messages import Control, Packet
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
+from flowgraph.redact import redact_url
 from flowgraph.streams import ReportThrottle
 
 if TYPE_CHECKING:
@@ -123,6 +125,35 @@ class Ingest(Node):
             from .multi import MultiIngest
 
             self.multi = MultiIngest(self, config)
+
+    @classmethod
+    def surfaces(cls, params: Any) -> list[Surface]:
+        url = urlparse(params.url)
+        scheme = url.scheme.lower()
+        if (params.keys.strip() or params.keys_file or params.on_publish) and scheme in ("rtmp", "rtmps", "whip"):
+            # multi-stream: the weakest listed key is the credential (a key file or callback decides itself)
+            keys = [k.split("=", 1)[0].strip() for k in params.keys.split(",") if k.strip()]
+            weakest = min(keys, key=len) if keys else ""
+            credential = weakest if keys or not (params.keys_file or params.on_publish) else "external" * 2
+            if scheme == "whip":
+                return [Surface("publish", "publishing over WHIP (the stream keys)", credential, ("keys",))]
+            host = url.hostname or "0.0.0.0"
+            return [Surface("publish", "publishing (the RTMP stream keys)", credential, ("keys",),
+                            listener=f"rtmp://{host}:{url.port or 1935}", host=host)]
+        if scheme in ("rtmp", "rtmps") and params.listen:
+            from .rtmp import parse_rtmp_url
+
+            try:
+                host, port, _app, key = parse_rtmp_url(params.url)
+            except ValueError:
+                return []  # refused with a clear error at start
+            return [Surface("publish", "publishing (the RTMP stream key)", key, ("url",),
+                            listener=f"rtmp://{host}:{port}", host=host)]
+        if scheme == "whip":
+            token = params.token or dict(parse_qsl(url.query)).get("token", "")
+            return [Surface("publish", "publishing over WHIP (the bearer token)", token,
+                            ("token",) if params.token or not token else ("url",))]
+        return []
 
     async def setup(self) -> None:
         self._validate_url()
@@ -286,9 +317,4 @@ def testsrc_config(p: Any) -> Any:
 
 def _redact(url: str) -> str:
     """The URL without its stream key / credentials, for the streams API."""
-    parsed = urlparse(url)
-    if parsed.scheme in ("rtmp", "rtmps") and parsed.path.count("/") >= 2:
-        return url.rsplit("/", 1)[0] + "/***"
-    if parsed.password:
-        return url.replace(parsed.password, "***")
-    return url
+    return redact_url(url)

@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 import av
 
 from flowgraph.messages import Packet
+from flowgraph.redact import redact_url
 
 from .source import Source
 from .transcode import Transcoder
@@ -65,7 +66,7 @@ def classify(url: str) -> tuple[str, str, str | None, dict[str, str]]:
         return "network", url, None, dict(LIVE_OPTIONS)
     if scheme == "" or len(scheme) == 1:  # a path (or a Windows drive letter)
         return "file", url, None, {}
-    raise MediaError(f"unsupported URL scheme {scheme!r} in {url!r}")
+    raise MediaError(f"unsupported URL scheme {scheme!r} in {redact_url(url)!r}")
 
 
 class PullSource(Source):
@@ -75,13 +76,19 @@ class PullSource(Source):
         super().__init__(stream_id)
         self.config = config
         self.kind, self.target, self.format, self.base_options = classify(config.url)
-        self.publisher = config.url
+        #: The URL as it may be shown (API, logs, errors): without its password, passphrase or token.
+        self.shown = redact_url(config.url)
+        self.publisher = self.shown
         if self.kind == "file" and not os.path.exists(self.target):
             raise MediaError(f"file not found: {self.target}")
         self._transcoder: Transcoder | None = None
         self._pts_offset = 0
 
     # -- control -------------------------------------------------------------------------------------------
+    def _hide(self, exc: BaseException) -> str:
+        """An error's text with the URL's secrets masked (FFmpeg quotes the URL it failed to open)."""
+        return str(exc).replace(self.config.url, self.shown)
+
     def request_keyframe(self) -> bool:
         if self._transcoder is None:
             return False
@@ -119,7 +126,7 @@ class PullSource(Source):
                         break
                     continue
                 self.state = "reconnecting"
-                log.warning("%s: %s (reconnecting in %.1fs)", c.url, exc, backoff)
+                log.warning("%s: %s (reconnecting in %.1fs)", self.shown, self._hide(exc), backoff)
             else:
                 if self.kind == "file":
                     if c.loop and self.counters.packets and not self.stopping:
@@ -128,7 +135,7 @@ class PullSource(Source):
                 if not c.reconnect:
                     break
                 self.state = "reconnecting"
-                log.info("%s ended (reconnecting in %.1fs)", c.url, backoff)
+                log.info("%s ended (reconnecting in %.1fs)", self.shown, backoff)
             if self.kind == "file" or not c.reconnect:
                 break
             if time.monotonic() - started > 10 * c.backoff_s:
@@ -148,7 +155,7 @@ class PullSource(Source):
                 raise MediaError(f"cannot open {self.target}: {exc}") from exc
             if isinstance(exc, av.error.ProtocolNotFoundError):
                 scheme = urlparse(self.config.url).scheme
-                raise MediaError(f"{self.config.url}: this FFmpeg build has no {scheme!r} protocol") from exc
+                raise MediaError(f"{self.shown}: this FFmpeg build has no {scheme!r} protocol") from exc
             raise
 
     def _read_once(self) -> Iterator[Packet]:
@@ -157,7 +164,7 @@ class PullSource(Source):
         try:
             videos = container.streams.video
             if not videos:
-                raise MediaError(f"{c.url}: no video stream")
+                raise MediaError(f"{self.shown}: no video stream")
             stream = videos[0]
             codec = stream.codec_context.name
             self.codec_in = codec
@@ -165,13 +172,13 @@ class PullSource(Source):
             self.fps = round(float(rate), 3) if rate else None
             transcode = c.transcode == "always" or (c.transcode == "auto" and codec != "h264")
             if codec != "h264" and c.transcode == "never":
-                raise MediaError(f"{c.url}: video codec {codec!r} is not H.264 and transcode is 'never'")
+                raise MediaError(f"{self.shown}: video codec {codec!r} is not H.264 and transcode is 'never'")
             bsf = None
             time_base: Fraction = stream.time_base or Fraction(1, 90_000)
             if transcode:
                 self._transcoder = Transcoder(stream, bitrate_kbps=c.bitrate_kbps, gop=c.gop)
                 time_base = Fraction(1, 90_000)
-                log.info("%s: %s video is transcoded to H.264", c.url, codec)
+                log.info("%s: %s video is transcoded to H.264", self.shown, codec)
             else:
                 extradata = stream.codec_context.extradata or b""
                 if extradata[:1] == b"\x01":

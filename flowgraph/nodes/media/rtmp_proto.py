@@ -31,6 +31,14 @@ DATA_AMF0 = 18
 COMMAND_AMF0 = 20
 
 MAX_MESSAGE_BYTES = 8 << 20  # a single video frame larger than this is not a sane publisher
+#: Before the stream key is checked a peer only sends commands: small messages on a few chunk streams.
+PRE_PUBLISH_MESSAGE_BYTES = 64 << 10
+PRE_PUBLISH_BUFFERED_BYTES = 256 << 10
+#: Chunk streams one connection may open (OBS and FFmpeg use fewer than ten).
+MAX_CHUNK_STREAMS = 64
+#: AMF0 objects and arrays nest at most this deep; a message holds at most this many values.
+MAX_AMF_DEPTH = 32
+MAX_AMF_VALUES = 10_000
 
 
 class RtmpProtocolError(Exception):
@@ -77,15 +85,20 @@ class ChunkParser:
     completed, so a whole socket read is parsed in one go instead of awaiting every chunk header.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES, max_buffered_bytes: int | None = None) -> None:
         self.chunk_size = 128
         self.bytes_read = 0
+        #: Largest message accepted, and most bytes held for incomplete messages (raised once published).
+        self.max_message_bytes = max_message_bytes
+        self.max_buffered_bytes = max_buffered_bytes if max_buffered_bytes is not None else 4 * max_message_bytes
         self._buf = bytearray()
         self._streams: dict[int, _ChunkState] = {}
+        self._partial = 0  # bytes held in incomplete messages across chunk streams
 
     def abort(self, csid: int) -> None:
         state = self._streams.get(csid)
         if state is not None:
+            self._partial -= state.received
             state.parts.clear()
             state.received = 0
 
@@ -111,6 +124,9 @@ class ChunkParser:
                         raise RtmpProtocolError(f"chunk size {size}")
                     self.chunk_size = size
         del buf[:pos]
+        if len(buf) + self._partial > self.max_buffered_bytes:
+            raise RtmpProtocolError(f"{len(buf) + self._partial} bytes buffered for incomplete messages "
+                                    f"(limit {self.max_buffered_bytes})")
         return messages
 
     def _chunk(self, buf: bytearray, pos: int, now: float) -> tuple[int, RtmpMessage | None]:
@@ -136,6 +152,8 @@ class ChunkParser:
         if state is None:
             if fmt != 0:
                 raise RtmpProtocolError(f"chunk stream {csid} starts with a type {fmt} header")
+            if len(self._streams) >= MAX_CHUNK_STREAMS:
+                raise RtmpProtocolError(f"more than {MAX_CHUNK_STREAMS} chunk streams")
             state = self._streams[csid] = _ChunkState()
         header_len = (11, 7, 3, 0)[fmt]
         if pos + header_len > end:
@@ -146,8 +164,8 @@ class ChunkParser:
         if extended and ext_pos + 4 > end:
             return 0, None
         length = int.from_bytes(buf[pos + 3:pos + 6], "big") if fmt <= 1 else state.length
-        if length > MAX_MESSAGE_BYTES:
-            raise RtmpProtocolError(f"message of {length} bytes")
+        if length > self.max_message_bytes:
+            raise RtmpProtocolError(f"message of {length} bytes (limit {self.max_message_bytes} here)")
         received = 0 if fmt <= 1 else state.received
         size = min(self.chunk_size, length - received)
         body = ext_pos + (4 if extended else 0)
@@ -157,6 +175,7 @@ class ChunkParser:
         if fmt <= 1:
             state.length = length
             state.type_id = buf[pos + 6]
+            self._partial -= state.received
             state.parts.clear()
             state.received = 0
         if fmt == 0:
@@ -175,10 +194,12 @@ class ChunkParser:
         if size > 0:
             state.parts.append(bytes(buf[body:body + size]))
             state.received += size
+            self._partial += size
         used = body + size - start
         if state.received < state.length:
             return used, None
         payload = b"".join(state.parts)
+        self._partial -= state.received
         state.parts.clear()
         state.received = 0
         return used, RtmpMessage(state.type_id, state.stream_id, state.timestamp, payload, now)
@@ -211,9 +232,10 @@ def amf0_decode_all(data: bytes) -> list[Any]:
     """Every AMF0 value in ``data``; raises RtmpProtocolError on malformed input."""
     values: list[Any] = []
     pos = 0
+    budget = [MAX_AMF_VALUES]
     try:
         while pos < len(data):
-            value, pos = _decode(data, pos)
+            value, pos = _decode(data, pos, 0, budget)
             values.append(value)
     except (IndexError, struct.error, UnicodeDecodeError) as exc:
         raise RtmpProtocolError(f"malformed AMF0 at byte {pos}") from exc
@@ -229,16 +251,21 @@ def _decode_string(data: bytes, pos: int, long: bool = False) -> tuple[str, int]
     return data[pos:pos + n].decode("utf-8", "replace"), pos + n
 
 
-def _decode_object(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
+def _decode_object(data: bytes, pos: int, depth: int, budget: list[int]) -> tuple[dict[str, Any], int]:
     obj: dict[str, Any] = {}
     while True:
         key, pos = _decode_string(data, pos)
         if key == "" and data[pos] == 0x09:
             return obj, pos + 1
-        obj[key], pos = _decode(data, pos)
+        obj[key], pos = _decode(data, pos, depth + 1, budget)
 
 
-def _decode(data: bytes, pos: int) -> tuple[Any, int]:
+def _decode(data: bytes, pos: int, depth: int, budget: list[int]) -> tuple[Any, int]:
+    if depth > MAX_AMF_DEPTH:
+        raise RtmpProtocolError(f"AMF0 values nested deeper than {MAX_AMF_DEPTH}")
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise RtmpProtocolError(f"more than {MAX_AMF_VALUES} AMF0 values in one message")
     marker = data[pos]
     pos += 1
     if marker == 0x00:
@@ -248,17 +275,19 @@ def _decode(data: bytes, pos: int) -> tuple[Any, int]:
     if marker == 0x02:
         return _decode_string(data, pos)
     if marker == 0x03:
-        return _decode_object(data, pos)
+        return _decode_object(data, pos, depth, budget)
     if marker in (0x05, 0x06):
         return (None if marker == 0x05 else UNDEFINED), pos
     if marker == 0x08:  # ECMA array: a count, then like an object
-        return _decode_object(data, pos + 4)
+        return _decode_object(data, pos + 4, depth, budget)
     if marker == 0x0A:
         count = int.from_bytes(data[pos:pos + 4], "big")
         pos += 4
         items = []
+        if count > len(data) - pos:  # every value takes at least one byte
+            raise IndexError("array count past end")
         for _ in range(count):
-            item, pos = _decode(data, pos)
+            item, pos = _decode(data, pos, depth + 1, budget)
             items.append(item)
         return items, pos
     if marker == 0x0B:  # date: double + timezone

@@ -25,6 +25,9 @@ from .rtmp_proto import (
     COMMAND_AMF0,
     COMMAND_AMF3,
     DATA_AMF0,
+    MAX_MESSAGE_BYTES,
+    PRE_PUBLISH_BUFFERED_BYTES,
+    PRE_PUBLISH_MESSAGE_BYTES,
     SET_CHUNK_SIZE,
     SET_PEER_BANDWIDTH,
     USER_CONTROL,
@@ -49,6 +52,10 @@ log = logging.getLogger("flowgraph.media.rtmp")
 Admit = Callable[["RtmpSession", str], Awaitable["RtmpSource"]]
 
 OUT_CHUNK_SIZE = 4096
+#: From TCP accept to an accepted ``publish``, in all (not per read): a peer cannot trickle bytes to stay.
+PRE_PUBLISH_S = 10.0
+#: A publisher that does not take what we send (acks, status) for this long is gone.
+DRAIN_TIMEOUT_S = 10.0
 WINDOW = 2_500_000
 TIME_BASE = Fraction(1, 1000)
 FLV_CODECS = {2: "Sorenson H.263", 3: "screen video", 4: "VP6", 5: "VP6 alpha", 6: "screen video 2", 7: "H.264",
@@ -155,7 +162,7 @@ class RtmpSession:
         self.reader, self.writer = reader, writer
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.parser = ChunkParser()
+        self.parser = ChunkParser(PRE_PUBLISH_MESSAGE_BYTES, PRE_PUBLISH_BUFFERED_BYTES)
         self.app = ""
         self.source: RtmpSource | None = None
         self.length_size = 4
@@ -181,27 +188,46 @@ class RtmpSession:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
 
     async def run(self) -> None:
+        deadline = self.accepted + PRE_PUBLISH_S
         try:
             self._quick_ack()
-            await asyncio.wait_for(server_handshake(self.reader, self.writer), 10.0)
+            await asyncio.wait_for(server_handshake(self.reader, self.writer), PRE_PUBLISH_S)
             while not self._closed:
-                timeout = self.source.idle_timeout_s if self.source is not None else 30.0
+                if self.source is not None:
+                    timeout = self.source.idle_timeout_s
+                else:  # not yet publishing: the whole connect → publish exchange has one deadline
+                    timeout = deadline - time.monotonic()
+                    if timeout <= 0:
+                        raise _PrePublishTimeout
                 self._quick_ack()
-                data = await asyncio.wait_for(self.reader.read(65536), timeout)
+                try:
+                    data = await asyncio.wait_for(self.reader.read(65536), timeout)
+                except TimeoutError:
+                    if self.source is None:
+                        raise _PrePublishTimeout from None
+                    raise
                 if not data:
                     break
                 for message in self.parser.feed(data):
                     pending = self._handle(message)
                     if pending is not None:  # a publish that waits on admission (key list, HTTP callback)
                         await pending
+                if self.source is not None:  # the key is right: frames may come now
+                    self.parser.max_message_bytes = MAX_MESSAGE_BYTES
+                    self.parser.max_buffered_bytes = 4 * MAX_MESSAGE_BYTES
                 self._maybe_ack()
-                await self.writer.drain()
+                await asyncio.wait_for(self.writer.drain(), DRAIN_TIMEOUT_S)
+        except _PrePublishTimeout:
+            self.server.reject(self.peer, self.app, f"no publish within {PRE_PUBLISH_S:g}s of connecting")
         except TimeoutError:
             log.warning("RTMP publisher %s: no data, closing", self.peer)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except RtmpProtocolError as exc:
-            log.warning("RTMP publisher %s: protocol error: %s", self.peer, exc)
+            log.warning("RTMP publisher %s: protocol error: %s", self.peer, str(exc)[:200])
+        except Exception as exc:  # a peer's bytes must never take the server down or flood the log
+            log.error("RTMP publisher %s: dropped after %s: %s", self.peer, type(exc).__name__, str(exc)[:200])
+            log.debug("RTMP publisher %s: traceback", self.peer, exc_info=exc)
         finally:
             if self.source is not None:
                 log.info("stream %s: publisher %s left", self.source.stream_id, self.peer)
@@ -402,6 +428,10 @@ class RtmpSession:
                 self.first_packet_ms = (time.monotonic() - self.accepted) * 1000
                 source.connect_to_first_packet_ms = round(self.first_packet_ms, 2)
             source.push(self, packet)
+
+
+class _PrePublishTimeout(Exception):
+    """The peer did not get to an accepted ``publish`` within PRE_PUBLISH_S of connecting."""
 
 
 def _si24(b: bytes) -> int:

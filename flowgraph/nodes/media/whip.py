@@ -40,6 +40,8 @@ log = logging.getLogger("flowgraph.media.whip")
 
 TIME_BASE = Fraction(1, 90_000)
 QUEUE_FRAMES = 240
+#: A WHIP session that delivered no frame for this long may be replaced by a new publisher.
+STALE_PUBLISHER_S = 2.0
 
 
 class WhipSource(Source):
@@ -59,6 +61,8 @@ class WhipSource(Source):
         self._transcoder: Any = None
         self._skip_to_key = False
         self._tasks: set[asyncio.Future[None]] = set()
+        #: ``time.monotonic()`` of the current session's latest frame (a live publisher is not replaced).
+        self.last_frame = 0.0
 
     # -- sessions (event loop) --------------------------------------------------------------------------------
     def attach(self, session: WhipSession) -> None:
@@ -84,6 +88,7 @@ class WhipSource(Source):
         if session is not self._session:
             return
         self.state = "live"
+        self.last_frame = time.monotonic()
         if self._queue.qsize() >= QUEUE_FRAMES:
             while not self._queue.empty():
                 self._queue.get_nowait()
@@ -250,9 +255,9 @@ class WhipEndpoint:
         self.sessions: dict[str, WhipSession] = {}
 
     def install(self, server: Any) -> None:
-        server.add_post(self.path, self._post)
-        server.add_route("DELETE", self.path + "/{session}", self._delete)
-        server.add_route("PATCH", self.path + "/{session}", self._patch)
+        server.add_post(self.path, self._post, surface="publish")
+        server.add_route("DELETE", self.path + "/{session}", self._delete, surface="publish")
+        server.add_route("PATCH", self.path + "/{session}", self._patch, surface="publish")
         server.link(f"WHIP ingest ({self.node.params.stream_id})", self.path)
 
     def new_source(self) -> WhipSource:
@@ -277,7 +282,10 @@ class WhipEndpoint:
         source = self.source
         if source is None or source.stopping:
             return json_error(503, f"stream {self.node.params.stream_id!r} is not accepting publishers now")
-        offer = await request.text()
+        try:
+            offer = (await request.read()).decode("utf-8")
+        except UnicodeDecodeError:
+            return json_error(400, "the SDP offer is not UTF-8 text")
         if "m=video" not in offer:
             return json_error(400, "the SDP offer has no video section")
         session = WhipSession(source, str(request.remote))

@@ -31,3 +31,19 @@ class StreamFull(ViewerRequestError):
     """``max_viewers`` of a stream (or of the node) are already watching."""
 
     status = 503
+
+
+class TooManyViewers(ViewerRequestError):
+    """One client address opened ``limits.viewers_per_address`` viewers within the window and keeps them."""
+
+    status = 429
+
+
+#: What aiortc raises on an SDP offer it cannot parse or answer (peer input, so a 400, never a 500).
+#: (found by tests/fuzz: ``assert m`` in its SDP parser, StopIteration surfacing as RuntimeError)
+OFFER_PARSE_ERRORS = (ValueError, KeyError, IndexError, TypeError, AttributeError, AssertionError, RuntimeError)
+
+
+def bad_offer(exc: BaseException) -> BadOffer:
+    """A parse failure inside aiortc as the viewer's error, its text cut short."""
+    return BadOffer(f"cannot answer this offer: {type(exc).__name__}: {str(exc)[:160]}")

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flowgraph.access import Surface
 from flowgraph.messages import Analytics, Control, Packet, StreamEnd
 from flowgraph.metrics import Samples
 from flowgraph.node import Node
@@ -69,6 +70,10 @@ class WebRTCOut(Node):
                              maximum=64)
         page: bool = param(True, "serve the viewer page at / (and /watch)")
         loopback_candidates: bool = param(True, "offer a 127.0.0.1 ICE candidate (same-host viewers, tests)")
+
+    @classmethod
+    def surfaces(cls, params: Any) -> list[Surface]:
+        return [Surface("viewers", "the viewer list (GET /api/webrtc/stats names every viewer's session)", None)]
 
     async def setup(self) -> None:
         from .signaling import install_routes

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
 from flowgraph.context import Hubs, Key
+from flowgraph.limits import Limits
 from flowgraph.server import json_error
 
-from .errors import BadOffer, UnknownStream, ViewerRequestError
+from .errors import OFFER_PARSE_ERRORS, BadOffer, TooManyViewers, UnknownStream, ViewerRequestError, bad_offer
 
 if TYPE_CHECKING:
     from flowgraph.server import GraphServer
@@ -72,8 +75,12 @@ def check_offer(sdp: Any, limit: int) -> str:
 class Router:
     """Routes viewer requests to the node that serves the stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
         self.backends: list[Backend] = []
+        self.limits = limits or Limits()
+        #: per client address: (time, viewer_id) of the viewers it opened lately, oldest first
+        self._recent: dict[str, deque[tuple[float, str]]] = {}
+        self.refused_per_address = 0
 
     def add(self, backend: Backend) -> None:
         self.backends.append(backend)
@@ -93,11 +100,36 @@ class Router:
         known = ", ".join(self.stream_ids()) or "none yet"
         raise UnknownStream(f"unknown stream {stream_id!r} (known: {known})")
 
-    async def connect(self, offer: Any, stream_id: str | None) -> tuple[str, str, str]:
+    async def connect(self, offer: Any, stream_id: str | None, address: str = "?") -> tuple[str, str, str]:
         backend, stream_id = self.resolve(stream_id)
         sdp = check_offer(offer, backend.max_sdp_bytes)
-        viewer_id, answer = await backend.connect(sdp, stream_id)
+        self._admit(address)
+        try:
+            viewer_id, answer = await backend.connect(sdp, stream_id)
+        except OFFER_PARSE_ERRORS as exc:  # aiortc could not parse the peer's SDP: the peer's error
+            log.info("viewer offer from %s refused: %s: %s", address, type(exc).__name__, str(exc)[:160])
+            raise bad_offer(exc) from None
+        if self.limits.applies_to(address):
+            self._recent.setdefault(address, deque()).append((time.monotonic(), viewer_id))
         return stream_id, viewer_id, answer
+
+    def _admit(self, address: str) -> None:
+        """Refuse an address whose recent viewers (pending offers included) are still open at the limit: a few
+        offers that never finish ICE must not hold a stream's ``max_viewers`` until they time out."""
+        horizon = time.monotonic() - self.limits.viewer_window_s
+        for key in list(self._recent):
+            kept = deque((t, v) for t, v in self._recent[key] if t >= horizon and self._exists(v))
+            if kept:
+                self._recent[key] = kept
+            else:
+                del self._recent[key]
+        if self.limits.applies_to(address) and len(self._recent.get(address, ())) >= self.limits.viewers_per_address:
+            self.refused_per_address += 1
+            raise TooManyViewers(f"this address opened {self.limits.viewers_per_address} viewers in the last "
+                                 f"{self.limits.viewer_window_s:g}s that are still open (limits.viewers_per_address)")
+
+    def _exists(self, viewer_id: str) -> bool:
+        return any(b.has_viewer(viewer_id) for b in self.backends)
 
     async def disconnect(self, viewer_id: str) -> None:
         # no router-side map: viewers that end by themselves (timeouts, failures) leave nothing behind here
@@ -113,13 +145,15 @@ class Router:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
             return json_error(400, "expected a JSON body {\"offer\": sdp, \"stream_id\"?: id}")
+        except RecursionError:
+            return json_error(400, "the JSON body is nested too deeply")
         if not isinstance(body, dict):
             return json_error(400, "expected a JSON object {\"offer\": sdp, \"stream_id\"?: id}")
         stream_id = body.get("stream_id")
         if stream_id is not None and not isinstance(stream_id, str):
             return json_error(400, "stream_id must be a string")
         try:
-            stream_id, viewer_id, answer = await self.connect(body.get("offer"), stream_id)
+            stream_id, viewer_id, answer = await self.connect(body.get("offer"), stream_id, request.remote or "?")
         except ViewerRequestError as exc:
             return json_error(exc.status, exc.message)
         return web.json_response({"answer": answer, "type": "answer", "stream_id": stream_id,
@@ -130,7 +164,7 @@ class Router:
         if request.content_type != "application/sdp":
             return json_error(415, "WHEP offers must be sent as Content-Type: application/sdp")
         try:
-            stream_id, viewer_id, answer = await self.connect(await request.read(), stream_id)
+            stream_id, viewer_id, answer = await self.connect(await request.read(), stream_id, request.remote or "?")
         except ViewerRequestError as exc:
             error = json_error(exc.status, exc.message)
             error.headers.update(CORS)
@@ -183,20 +217,23 @@ def install_routes(server: GraphServer, hubs: Hubs, *, page: bool) -> Router:
 
 
 def _routed(server: GraphServer, *, page: bool) -> Router:
-    router = Router()
-    server.add_post("/api/stream/connect", router.handle_connect)
-    server.add_post("/whep/{stream_id}", router.handle_whep)
-    server.add_route("DELETE", "/whep/{stream_id}/{viewer_id}", router.handle_whep_delete)
-    server.add_route("OPTIONS", "/whep/{stream_id}", router.handle_options)
-    server.add_route("OPTIONS", "/whep/{stream_id}/{viewer_id}", router.handle_options)
-    server.add_get("/api/webrtc/stats", router.handle_stats)
-    server.add_get("/api/webrtc/streams", router.handle_streams)
-    server.add_get("/api/webrtc/config", router.handle_config)
+    router = Router(server.limits)
+    # who may (see flowgraph.server): watching is public and rate-limited; a viewer's session URL (an
+    # unguessable id only its viewer and server.token holders see) is the credential to end it; the stats that
+    # list every viewer id are control
+    server.add_post("/api/stream/connect", router.handle_connect, surface="watch")
+    server.add_post("/whep/{stream_id}", router.handle_whep, surface="watch")
+    server.add_route("DELETE", "/whep/{stream_id}/{viewer_id}", router.handle_whep_delete, surface="self")
+    server.add_route("OPTIONS", "/whep/{stream_id}", router.handle_options, surface="public")
+    server.add_route("OPTIONS", "/whep/{stream_id}/{viewer_id}", router.handle_options, surface="public")
+    server.add_get("/api/webrtc/stats", router.handle_stats, surface="control")
+    server.add_get("/api/webrtc/streams", router.handle_streams, surface="public")
+    server.add_get("/api/webrtc/config", router.handle_config, surface="public")
     server.add_static("/webrtc", str(WEB_DIR))
     if page:
         root_free = not server.has_route("GET", "/")
         if root_free:
-            server.add_get("/", router.handle_page)
-        server.add_get("/watch", router.handle_page)
+            server.add_get("/", router.handle_page, surface="public")
+        server.add_get("/watch", router.handle_page, surface="public")
         server.link("viewer", "/" if root_free else "/watch")
     return router

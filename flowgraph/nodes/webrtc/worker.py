@@ -10,12 +10,13 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from typing import Any
 
 from . import ipc
 from .aiortc_adapter import allow_loopback_candidates
-from .errors import ViewerRequestError
+from .errors import OFFER_PARSE_ERRORS, ViewerRequestError, bad_offer
 from .hdrext import register_playout_delay
 from .hub import ViewerHub
 
@@ -87,6 +88,12 @@ class WorkerServer:
         except ViewerRequestError as exc:
             self.send({"op": "error", "req": req, "status": exc.status, "message": exc.message,
                        "kind": type(exc).__name__})
+        except OFFER_PARSE_ERRORS as exc:
+            if op != "connect":
+                raise
+            error = bad_offer(exc)
+            self.send({"op": "error", "req": req, "status": error.status, "message": error.message,
+                       "kind": type(error).__name__})
         except Exception as exc:  # one viewer's failure is that viewer's answer, never the worker's end
             log.exception("worker request %s failed", op)
             self.send({"op": "error", "req": req, "status": 500, "message": f"{type(exc).__name__}: {exc}"})
@@ -95,16 +102,23 @@ class WorkerServer:
         self.send({"op": "keyframe", "stream_id": stream_id, "rendition": rendition, "why": why})
 
 
+#: Where the parent passes the hub config (it holds TURN credentials, so not on the command line).
+CONFIG_ENV = "FLOWGRAPH_WEBRTC_WORKER_CONFIG"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="flowgraph webrtc_out viewer worker")
     parser.add_argument("--fd", type=int, required=True)
-    parser.add_argument("--config", required=True)
+    parser.add_argument("--config", default=None, help=f"the hub config as JSON (default: ${CONFIG_ENV})")
     parser.add_argument("--loopback", action="store_true")
     args = parser.parse_args()
+    config = args.config if args.config is not None else os.environ.pop(CONFIG_ENV, None)
+    if config is None:
+        parser.error(f"no config: pass --config or set {CONFIG_ENV}")
     logging.basicConfig(level=logging.WARNING, format="worker %(process)d %(name)s: %(message)s")
     sock = socket.socket(fileno=args.fd)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(WorkerServer(sock, args.config, args.loopback).run())
+        asyncio.run(WorkerServer(sock, config, args.loopback).run())
 
 
 if __name__ == "__main__":

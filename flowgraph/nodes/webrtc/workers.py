@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import secrets
 import socket
 import sys
@@ -23,6 +24,7 @@ from flowgraph.messages import Packet
 from . import ipc
 from .errors import StreamFull, UnknownStream, UnknownViewer, ViewerRequestError
 from .hub import HubConfig, KeyframeRequest
+from .worker import CONFIG_ENV
 
 log = logging.getLogger("flowgraph.webrtc.workers")
 
@@ -82,12 +84,14 @@ class WorkerPool:
 
     async def _spawn(self, worker: Worker) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        args = [sys.executable, "-m", "flowgraph.nodes.webrtc.worker", "--fd", str(child.fileno()),
-                "--config", ipc.config_to_json(self.config)]
+        args = [sys.executable, "-m", "flowgraph.nodes.webrtc.worker", "--fd", str(child.fileno())]
         if self.loopback:
             args.append("--loopback")
+        # the config holds TURN credentials: in the environment (readable by this user only), never on the
+        # command line that every user of the machine can list
+        env = {**os.environ, CONFIG_ENV: ipc.config_to_json(self.config)}
         try:
-            worker.process = await asyncio.create_subprocess_exec(*args, pass_fds=(child.fileno(),))
+            worker.process = await asyncio.create_subprocess_exec(*args, pass_fds=(child.fileno(),), env=env)
         finally:
             child.close()
         worker.reader, worker.writer = await asyncio.open_unix_connection(sock=parent)
