@@ -104,9 +104,9 @@ async def test_page_plays_video_with_overlays_desktop_and_phone(tmp_path: Path) 
         layout = await phone.eval("(() => { const s = document.getElementById('stage').getBoundingClientRect(); "
                                   "return {w: s.width, doc: document.documentElement.scrollWidth}; })()")
         assert layout["w"] <= 390 and layout["doc"] <= 390, "page wider than a phone screen"
-        shot = await phone.screenshot(tmp_path / "phone.png")
-        assert colour_pixels(shot, TRACK7) > 100
+        # the box follows the square (a pixel count of one screenshot was a coin toss: the square wraps around)
         assert_in_step(await box_errors(phone))
+        await phone.screenshot(tmp_path / "phone.png")
         stats = await rt.runners["out"].node.viewer_stats()
         assert stats["streams"]["cam"]["viewers"] == 2
         assert all(v["analytics"]["sent"] > 0 for v in stats["viewers"])
