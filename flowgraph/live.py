@@ -132,8 +132,9 @@ class LiveGraph:
             self.lost += lost
             self.last_error = None
             self._text = text
-            version = Version(self.history[-1].number + 1, time.time(), source, _sha(text),
-                              diff.describe().splitlines()[0], seconds, diff.to_dict())
+            changes = [line for line in diff.describe().splitlines() if not line.startswith("  ")]
+            version = Version(self.history[-1].number + 1, time.time(), source, _sha(text), "; ".join(changes),
+                              seconds, diff.to_dict())
             self.history = [*self.history, version][-self.history_size:]
             log.info("graph version %d applied in %.0f ms (%s):\n%s", version.number, seconds * 1000, source,
                      diff.describe())

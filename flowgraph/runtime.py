@@ -318,7 +318,8 @@ class Runtime:
             from .viz import live_page
 
             async def graph_page(request: web.Request) -> web.Response:
-                return web.Response(text=live_page(self.plan, "/api/metrics"), content_type="text/html")
+                versions = "/api/graph/versions" if self.live is not None else None
+                return web.Response(text=live_page(self.plan, "/api/metrics", versions), content_type="text/html")
 
             server.add_get("/graph", graph_page)
             server.link("live graph", "/graph")

@@ -115,9 +115,11 @@ _PAGE = """<!doctype html>
  .halo { paint-order: stroke; stroke: #f8fafc; stroke-width: 4px; }
  .edge-label { font-size: 10px; fill: #475569; } .feedback-label { font-size: 10px; fill: #c2410c; font-weight: 600; }
  .live { font-size: 10px; fill: #b45309; }
+ #version { color: #1d4ed8; font-size: 13px; margin-bottom: 6px; } #version.refused { color: #b91c1c; }
+ #history { font-size: 12px; color: #475569; margin: 8px 0 0; padding-left: 18px; }
  .legend span { display: inline-block; padding: 2px 8px; margin-right: 6px; border-radius: 6px; font-size: 12px; }
 </style></head><body>
-<h1>__TITLE__</h1><div id="status">__STATUS__</div>
+<h1>__TITLE__</h1><div id="status">__STATUS__</div><div id="version"></div>
 <div class="legend">__LEGEND__</div>
 <svg xmlns="http://www.w3.org/2000/svg" width="__W__" height="__H__" viewBox="0 0 __W__ __H__">
 <defs><marker id="arrow-edge" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">
@@ -150,11 +152,32 @@ async function poll() {
   }
 }
 if (LIVE) { poll(); setInterval(poll, 1000); }
-</script></body></html>
+const VERSIONS = __VERSIONS__;
+let drawn = null;  // the graph version this drawing shows; a newer one reloads the page
+const ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"};
+function esc(s) { return String(s).replace(/[&<>"]/g, (c) => ENTITIES[c]); }
+async function versions() {
+  try {
+    const v = await (await fetch(VERSIONS, {cache: "no-store"})).json();
+    if (drawn === null) drawn = v.version;
+    else if (v.version !== drawn) { location.reload(); return; }
+    const last = v.history[v.history.length - 1];
+    const el = document.getElementById("version");
+    el.className = v.last_error ? "refused" : "";
+    el.textContent = `graph version ${v.version}` + (last.number > 1 ? ` · applied ${new Date(last.applied_at * 1000)
+      .toLocaleTimeString()} in ${Math.round(last.seconds * 1000)} ms` : "") +
+      (v.last_error ? ` · last edit refused, graph unchanged: ${v.last_error}` : "");
+    const when = (h) => new Date(h.applied_at * 1000).toLocaleTimeString();
+    document.getElementById("history").innerHTML = v.history.slice().reverse().map((h) =>
+      `<li>v${h.number} ${when(h)} (${esc(h.source)}): ${esc(h.summary)}</li>`).join("");
+  } catch (err) { /* not a live-editable graph */ }
+}
+if (VERSIONS) { versions(); setInterval(versions, 1000); }
+</script><ul id="history"></ul></body></html>
 """
 
 
-def to_html(plan: ExecutionPlan, live_url: str | None = None) -> str:
+def to_html(plan: ExecutionPlan, live_url: str | None = None, versions_url: str | None = None) -> str:
     svg, width, height = _svg(plan)
     legend = "".join(f'<span style="background:{COLOURS[m]};border:1px solid {BORDERS[m]}">{m}</span>'
                      for m in COLOURS)
@@ -163,7 +186,7 @@ def to_html(plan: ExecutionPlan, live_url: str | None = None) -> str:
     replacements = {
         "__TITLE__": html.escape(plan.name), "__STATUS__": status, "__LEGEND__": legend, "__SVG__": svg,
         "__W__": str(width), "__H__": str(height), "__LIVE__": json.dumps(live_url or ""),
-        "__EDGES__": json.dumps(edges),
+        "__EDGES__": json.dumps(edges), "__VERSIONS__": json.dumps(versions_url or ""),
     }
     page = _PAGE
     for key, value in replacements.items():
@@ -171,5 +194,7 @@ def to_html(plan: ExecutionPlan, live_url: str | None = None) -> str:
     return page
 
 
-def live_page(plan: ExecutionPlan, metrics_path: str) -> str:
-    return to_html(plan, metrics_path)
+def live_page(plan: ExecutionPlan, metrics_path: str, versions_path: str | None = None) -> str:
+    """The running graph's page; with ``versions_path`` (a ``--watch`` run) it shows the applied versions and
+    redraws itself when an edit lands."""
+    return to_html(plan, metrics_path, versions_path)

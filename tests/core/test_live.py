@@ -255,3 +255,31 @@ def test_cli_diff(tmp_path: Path) -> None:
     same = subprocess.run([sys.executable, "-m", "flowgraph.cli", "diff", str(old), str(old)], capture_output=True,
                           text=True, timeout=60)
     assert same.returncode == 0 and "no changes" in same.stdout
+
+
+async def test_the_graph_page_shows_edits_as_they_land(plan) -> None:
+    from flowgraph.nodes.webrtc.browser import Chromium
+
+    rt = Runtime(plan, port=0, serve=True)
+    rt.live = LiveGraph(rt, "graph.yaml", BASE, env={})
+    task = asyncio.ensure_future(rt.run(install_signals=False))
+    await rt.ready.wait()
+    try:
+        async with Chromium() as browser:
+            page = await browser.open(rt.server.url + "/graph")
+            await page.wait_for("document.getElementById('version').textContent.includes('graph version 1')",
+                                timeout=30)
+            assert await page.eval("document.getElementById('node-d') === null")
+            result = await rt.live.apply_text(BASE + "  d: {node: collect, inputs: {inp: t/out}}\n")
+            assert result.ok
+            # the page notices the new version, redraws itself with node d, and lists the edit in its history
+            await page.wait_for("document.getElementById('node-d') !== null", timeout=30)
+            await page.wait_for("document.getElementById('version').textContent.includes('graph version 2')",
+                                timeout=30)
+            assert "+ node d" in await page.eval("document.getElementById('history').textContent")
+            await rt.live.apply_text(BASE.replace("tick", "tock"))
+            await page.wait_for("document.getElementById('version').className === 'refused'", timeout=30)
+            assert "tock" in await page.eval("document.getElementById('version').textContent")
+    finally:
+        rt.request_stop()
+        await asyncio.wait_for(task, 30)
