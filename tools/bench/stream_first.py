@@ -38,18 +38,20 @@ from _webrtc_common import FLOWGRAPH, ROOT, Proc, cpu_seconds, start_publisher, 
 from flowgraph.nodes.webrtc import probe
 from flowgraph.nodes.webrtc.browser import Chromium
 
+#: graph, ingest node, its url (RTMP port filled in), the publisher's path, stream id, extra --set overrides
 CASES = {
-    "cv-off": ("graphs/live.yaml", "ingest", "live", []),
-    "cv-process": ("graphs/demo.yaml", "camera", "demo", []),
-    "cv-thread": ("graphs/demo.yaml", "camera", "demo", ["vibrio.isolation=thread", "moriarty.isolation=thread"]),
+    "cv-off": ("graphs/live.yaml", "ingest", "/live", "/live/live", "live", []),  # STREAM_KEYS defaults to "live"
+    "cv-process": ("graphs/demo.yaml", "camera", "/live/bench", "/live/bench", "demo", []),
+    "cv-thread": ("graphs/demo.yaml", "camera", "/live/bench", "/live/bench", "demo",
+                  ["vibrio.isolation=thread", "moriarty.isolation=thread"]),
 }
 
 
 @contextlib.asynccontextmanager
 async def server(case: str, tmp: Path) -> Any:
-    graph, ingest, stream, extra = CASES[case]
+    graph, ingest, path, publish_path, stream, extra = CASES[case]
     rtmp, http = free_port(), free_port()
-    sets = [f"{ingest}.url=rtmp://127.0.0.1:{rtmp}/live/bench", *extra]
+    sets = [f"{ingest}.url=rtmp://127.0.0.1:{rtmp}{path}", *extra]
     args = [FLOWGRAPH, "run", str(ROOT / graph), "--port", str(http)]
     for item in sets:
         args += ["--set", item]
@@ -57,7 +59,7 @@ async def server(case: str, tmp: Path) -> Any:
     try:
         base = f"http://127.0.0.1:{http}"
         await wait_http(base + "/api/webrtc/streams", timeout=120)
-        yield base, f"rtmp://127.0.0.1:{rtmp}/live/bench", stream, proc
+        yield base, f"rtmp://127.0.0.1:{rtmp}{publish_path}", stream, proc
     finally:
         proc.stop()
 
