@@ -67,8 +67,16 @@ def check_offer(sdp: Any, limit: int) -> str:
         raise BadOffer(f"the offer is {len(sdp)} bytes; the limit is {limit} (max_sdp_bytes)")
     if not sdp.lstrip().startswith("v=0"):
         raise BadOffer("the offer is not SDP (it must start with 'v=0')")
-    if "\nm=video " not in sdp.replace("\r\n", "\n"):
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    if "m=video" not in [line.split(" ", 1)[0] for line in lines]:
         raise BadOffer("the offer has no video m-line (m=video ...)")
+    # aiortc accepts a BUNDLE group naming unknown mids, then its connect task fails on its own (found by fuzzing)
+    mids = {line[6:].strip() for line in lines if line.startswith("a=mid:")}
+    for line in lines:
+        if line.startswith("a=group:BUNDLE"):
+            unknown = [mid for mid in line[len("a=group:BUNDLE"):].split() if mid not in mids]
+            if unknown:
+                raise BadOffer(f"a=group:BUNDLE names mid {unknown[0][:40]!r}, which no m-line has (a=mid:)")
     return sdp
 
 
