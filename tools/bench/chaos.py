@@ -192,12 +192,12 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
             "--seconds", "20", "--people", "3", "--out", str(scene)], check=True, capture_output=True)
         rtmp, http = free_port(), free_port()
         # all on loopback: the listen check lets the empty API/WS tokens of platform.yaml through
-        env = {"INGEST_KEY": "chaos", "WHIP_TOKEN": "chaos", "API_TOKEN": "", "WS_TOKEN": "",
+        env = {"STREAM_KEYS": "chaos=main", "API_TOKEN": "", "WS_TOKEN": "",
                "REDIS_URL": redis.url, "POSTGRES_URL": postgres.url,
                "HOST": "127.0.0.1", "VIBRIO_BACKEND": "motion", "XDG_STATE_HOME": str(tmp / "state")}
         log = tmp / "graph.log"
         graph = Proc([FLOWGRAPH, "run", str(ROOT / "graphs" / "platform.yaml"), "--port", str(http),
-                      "--set", f"main.url=rtmp://127.0.0.1:{rtmp}/live/chaos",
+                      "--set", f"rtmp.url=rtmp://127.0.0.1:{rtmp}/live",
                       "--set", "cache.redis_maxlen=100000000",  # no trimming: every record must stay countable
                       "--set", "cache.retry_s=0.2", "--set", "history.retry_s=0.2"], env=env, log=str(log))
         procs.append(graph)
@@ -207,7 +207,7 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
                    "-f", "flv", f"rtmp://127.0.0.1:{rtmp}/live/chaos"]
         publisher: Proc | None = Proc(publish)
         for _ in range(240):  # the schedule starts once video flows (starting the CV stack can take minutes)
-            if (await metrics(base))["nodes"]["main"].get("rate_hz"):
+            if (await metrics(base))["nodes"]["rtmp"].get("rate_hz"):
                 break
             await asyncio.sleep(1.0)
         start = time.monotonic()
@@ -259,7 +259,7 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
                 snap = await metrics(base)
                 stores = store_counters(snap)
                 sample = {"t": round(now, 1), "rss_mb": round(rss_mib(tree(graph.pid)), 1),
-                          "fps": snap["nodes"]["main"].get("rate_hz"), "stores": stores}
+                          "fps": snap["nodes"]["rtmp"].get("rate_hz"), "stores": stores}
                 samples.append(sample)
                 print(f"{now / 60:>5.1f} {sample['rss_mb']:>7.1f} {sample['fps'] or 0:>5.1f} " + " ".join(
                     f"{c.get('received', 0):>10}/{c.get('written', 0):>8}/{c.get('spool_segments', 0):>6}"
