@@ -113,7 +113,8 @@ class LiveGraph:
         async with self._lock:
             started = time.monotonic()
             try:
-                new = unfused(compile_plan(parse_spec(text, self.file, self.overrides, self.env), self.registry))
+                # checking a graph takes milliseconds to tens of them: off the loop, which carries the video
+                new = unfused(await asyncio.to_thread(self._compile, text))
             except FlowgraphError as exc:
                 self.last_error = str(exc)
                 log.error("graph edit refused, the running graph is unchanged:\n%s", exc)
@@ -140,6 +141,9 @@ class LiveGraph:
                      diff.describe())
             return ApplyResult(ok=True, changed=True, version=version.number, diff=diff, seconds=seconds,
                                lost=lost)
+
+    def _compile(self, text: str) -> ExecutionPlan:
+        return compile_plan(parse_spec(text, self.file, self.overrides, self.env), self.registry)
 
     def _refusal(self, diff: GraphDiff) -> str | None:
         server = self.runtime.server

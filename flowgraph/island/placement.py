@@ -67,6 +67,8 @@ def stand_in(cls: type[Node], nice: int = DEFAULT_NICE) -> type[Node]:
         "Params": cls.Params,
         "gpu": cls.gpu,
         "type_name": cls.type_name,
+        "plan_notes": cls.plan_notes,  # what `validate --plan` says of the node is the original's
+        "live_params": cls.live_params,
     }
     namespace.update(cls.inputs)
     namespace.update(cls.outputs)

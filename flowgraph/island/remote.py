@@ -47,6 +47,7 @@ class RemoteNode(Node):
         self.remote_time = Samples()
         self.node_time = Samples()
         self.worker_starts = 0
+        self._death_counted = False  # the current worker's death was counted when a call saw it
         self.worker_deaths = 0
         self.remote_errors = 0
         self._last_start = float("-inf")
@@ -82,7 +83,10 @@ class RemoteNode(Node):
 
     async def call(self, port: str, msg: Any) -> None:
         if not self.transport.alive:
+            if not self._death_counted:  # it died between messages (killed, crashed): counted, then replaced
+                self.worker_deaths += 1
             await self._respawn()
+        self._death_counted = False
         started = time.perf_counter()
         try:
             answer: Answer = await self.transport.call(port, msg)
@@ -93,6 +97,7 @@ class RemoteNode(Node):
         except Exception:
             if not self.transport.alive:
                 self.worker_deaths += 1
+                self._death_counted = True
             raise
         self._absorb(answer.extras)
         self.remote_time.add(time.perf_counter() - started)

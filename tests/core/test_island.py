@@ -219,8 +219,11 @@ nodes:
         assert await _until(lambda: node.transport.pid not in (None, first) and node.transport.alive)
         before = runner.stats.processed
         assert await _until(lambda: runner.stats.processed >= before + 3)
-        assert runner.stats.state == "running" and runner.stats.errors >= 1
-        assert "ended" in (runner.stats.last_error or "")
+        # the kill may land between messages (nothing lost, no error) or during one (one error, skipped):
+        # either way the death is counted and a fresh worker serves the next messages
+        assert runner.stats.state == "running" and node.worker_deaths >= 1 and node.worker_starts >= 2
+        if runner.stats.errors:  # a message was in the worker when it died: its error names the death
+            assert "ended" in (runner.stats.last_error or "")
 
 
 async def test_an_exception_in_the_worker_goes_through_on_error_with_its_traceback() -> None:
