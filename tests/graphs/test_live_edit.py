@@ -1,8 +1,9 @@
 """Live edits of the demo graph while a Chromium viewer watches and a WebSocket client listens.
 
 The video path (camera → viewers) and ws_out are unchanged by every edit here: the viewer's frames keep coming
-(no interval much longer than before the edits) and the WebSocket sequence stays gap-free, while vibrio restarts,
-a node is added and removed, and an invalid edit is refused.
+(no interval much longer than before the edits) and the WebSocket sequence stays gap-free, while vibrio restarts
+(a setting, then its backend swapped), a node is added, re-routed and removed, an invalid edit is refused, and five
+edits arrive at once.
 """
 
 from __future__ import annotations
@@ -57,8 +58,12 @@ async def test_demo_edits_leave_video_and_websocket_untouched(tmp_path: Path, mo
             edits_start = await page.eval("performance.now()")
             vibrio = rt.runners["vibrio"].node
             restarted = await live.apply_text(text.replace("    nice: 10 ", "    nice: 12 ", 1))  # vibrio's
+            swapped = await live.apply_text(text.replace("backend: motion", "backend: hog", 1))  # CV param
             added = await live.apply_text(text + "  tap: {node: collect, inputs: {inp: fuse/analytics}}\n")
+            rerouted = await live.apply_text(text + "  tap: {node: collect, inputs: {inp: vibrio/tracks}}\n")
             refused = await live.apply_text(text.replace("node: vibrio", "node: vibrioo"))
+            burst = await asyncio.gather(*(live.apply_text(text + f"  tap{k}: {{node: collect, inputs: "
+                                                           f"{{inp: fuse/analytics}}}}\n") for k in range(5)))
             removed = await live.apply_text(text)
             await asyncio.sleep(1.0)
             edits_end = await page.eval("performance.now()")
@@ -72,9 +77,13 @@ async def test_demo_edits_leave_video_and_websocket_untouched(tmp_path: Path, mo
             await ws.close()
     assert restarted.ok and restarted.diff is not None and "vibrio" in restarted.diff.restarted
     assert rt.runners.get("vibrio") is None or rt.runners["vibrio"].node is not vibrio
+    assert swapped.ok and swapped.diff is not None and "params.backend" in swapped.diff.restarted["vibrio"]
     assert added.ok and added.diff is not None and added.diff.added == ["tap"]
+    assert rerouted.ok and rerouted.diff is not None and rerouted.diff.edges_added == [("vibrio", "tracks", "tap",
+                                                                                         "inp")]
+    assert all(r.ok for r in burst)  # five edits at once: applied one after the other
     assert not refused.ok and refused.error is not None and refused.error.startswith("demo.yaml:")
-    assert removed.ok and removed.diff is not None and removed.diff.removed == ["tap"]
+    assert removed.ok and removed.diff is not None and removed.diff.removed == ["tap4"]
     before = longest_gap(times, edits_start - 3000, edits_start)
     during = longest_gap(times, edits_start, edits_end)
     print(f"viewer frame interval: longest {before:.0f} ms before the edits, {during:.0f} ms during them")
