@@ -38,7 +38,13 @@ async def test_three_publishers_listed_and_switched_on_the_viewer_page(free_port
             await page.eval("document.querySelector('#streams button[data-stream=\"c\"]').click()")
             await page.wait_for("window.fg && fg.stream === 'c' && fg.frames > 15", timeout=60)
             async with aiohttp.ClientSession() as http:
-                body = await (await http.get(f"{rt.server.url}/api/streams")).json()
+                # bitrate and fps are reported once a second per stream: wait for a report of each (generously)
+                for _ in range(150):
+                    body = await (await http.get(f"{rt.server.url}/api/streams")).json()
+                    figures = [s["live"] for s in body["streams"]]
+                    if len(figures) == 3 and all(f.get("bitrate_kbps") and f.get("fps") for f in figures):
+                        break
+                    await asyncio.sleep(0.2)
         finally:
             for proc in publishers:
                 if proc.returncode is None:
