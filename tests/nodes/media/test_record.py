@@ -32,7 +32,7 @@ nodes:
     while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 60_000):
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         time.sleep(0.1)
-    time.sleep(1.0)
+    time.sleep(2.0)  # ≥ 60 more frames at 30 fps: several 0.5 s fragments flushed after the first 60 kB
     os.kill(proc.pid, signal.SIGKILL)  # no chance to finish the file
     proc.wait(timeout=10)
     info = probe_frames(out)
