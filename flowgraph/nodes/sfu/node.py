@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
 
 from flowgraph.messages import Analytics, Control, Packet
-from flowgraph.node import Node
+from flowgraph.nodes.webrtc.viewer_node import ViewerNode, ViewerParams
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
 
@@ -46,11 +46,6 @@ _INSTANCE_SCHEMA = {
         "required": ["url"],
         "additionalProperties": False,
     },
-}
-_DELAY_SCHEMA = {
-    "anyOf": [{"type": "null"},
-              {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 40950},
-               "minItems": 2, "maxItems": 2}],
 }
 #: Janus reads data-channel datagrams into 1,500-byte buffers: longer analytics messages are dropped (counted).
 MAX_DATA_DATAGRAM = 1400
@@ -210,7 +205,7 @@ def is_keyframe_request(data: bytes) -> bool:
     return False
 
 
-class SfuOut(Node):
+class SfuOut(ViewerNode):
     """Viewers through Janus SFU instances, fed once per stream; same viewer API and page as webrtc_out."""
 
     video = Input(Packet, "H.264 Annex-B access units; one RTP feed per stream_id to every instance")
@@ -219,7 +214,7 @@ class SfuOut(Node):
     control = Output(Control, "keyframe requests from viewers (command 'keyframe'); wire back with feedback: true")
 
     @dataclass
-    class Params:
+    class Params(ViewerParams):
         backend: Literal["janus"] = param("janus", "SFU software (Janus Streaming plugin, 1.1 or later)")
         instances: list[dict[str, Any]] = param(
             [], "Janus instances on any host: {url: ws://host:8188, name?, media_host?} (RTP goes to media_host, "
@@ -231,26 +226,13 @@ class SfuOut(Node):
         spawn_ice_enforce_list: str = param("", "interfaces spawned instances gather ICE candidates on ('' = all)")
         api_secret_env: str = param("JANUS_API_SECRET", "environment variable holding the instances' API secret")
         admin_key_env: str = param("JANUS_ADMIN_KEY", "environment variable holding the Streaming plugin admin key")
-        default_stream: str = param("", "stream a viewer gets when it names none ('' = the first stream seen)")
-        streams: list[str] = param([], "stream ids viewers may join before their first packet arrives")
-        playout_delay_ms: list[int] | None = param(
-            [0, 100], "playout-delay RTP header extension [min, max] ms for viewers (null = off)",
-            schema=_DELAY_SCHEMA)
         health_interval_s: float = param(0.5, "seconds between health checks of each instance", minimum=0.05)
         request_timeout_s: float = param(2.0, "a Janus request not answered within this marks the instance "
                                               "unhealthy", minimum=0.1)
         max_viewers_per_instance: int = param(5000, "viewers one instance takes before it counts as full",
                                               minimum=1)
-        max_sdp_bytes: int = param(65_536, "largest SDP offer accepted", minimum=1024, maximum=262_144)
-        page: bool = param(True, "serve the viewer page at / (and /watch)")
 
     # -- lifecycle ------------------------------------------------------------------------------------------
-    async def setup(self) -> None:
-        from flowgraph.nodes.webrtc.signaling import install_routes
-
-        self.router = install_routes(self.ctx.server, self.ctx, page=self.params.page)
-        self.router.add(self)
-
     async def start(self) -> None:
         from .janus import JanusSettings, LocalJanus, new_secret
 
@@ -464,15 +446,7 @@ class SfuOut(Node):
                     self.counts["hangups"] += 1
                     asyncio.get_running_loop().create_task(self.disconnect(vid))
 
-    # -- Backend protocol (the signalling router calls these) -----------------------------------------------
-    @property
-    def max_sdp_bytes(self) -> int:
-        return int(self.params.max_sdp_bytes)
-
-    @property
-    def default_stream(self) -> str:
-        return str(self.params.default_stream)
-
+    # -- Backend protocol (the signalling router calls these; ViewerNode answers max_sdp_bytes, default_stream) -
     def _stream_ids(self) -> list[str]:
         return sorted(self.declared | set(getattr(self, "feeds", {})))
 

@@ -11,9 +11,10 @@ from typing import Any, Literal
 from flowgraph.access import Surface
 from flowgraph.messages import Analytics, Control, Packet, StreamEnd
 from flowgraph.metrics import Samples
-from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
+
+from .viewer_node import ViewerNode, ViewerParams
 
 _ICE_SCHEMA = {
     "type": "array",
@@ -28,15 +29,10 @@ _ICE_SCHEMA = {
         "additionalProperties": False,
     },
 }
-_DELAY_SCHEMA = {
-    "anyOf": [{"type": "null"},
-              {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 40950},
-               "minItems": 2, "maxItems": 2}],
-}
 MAX_DATA_CHANNEL_MESSAGE = 262_144
 
 
-class WebRTCOut(Node):
+class WebRTCOut(ViewerNode):
     """Serves H.264 packets to WebRTC viewers (passthrough fan-out) with analytics on a data channel."""
 
     video = Input(Packet, "H.264 Annex-B access units; one fan-out per stream_id (and rendition)")
@@ -44,14 +40,9 @@ class WebRTCOut(Node):
     control = Output(Control, "keyframe requests (command 'keyframe', stream_id); wire back with feedback: true")
 
     @dataclass
-    class Params:
-        default_stream: str = param("", "stream a viewer gets when it names none ('' = the first stream seen)")
-        streams: list[str] = param([], "stream ids viewers may join before their first packet arrives")
+    class Params(ViewerParams):
         ice_servers: list[dict[str, Any]] = param([], "ICE servers ({urls, username?, credential?}); none on a LAN",
                                                   schema=_ICE_SCHEMA)
-        playout_delay_ms: list[int] | None = param(
-            [0, 100], "playout-delay RTP header extension [min, max] ms sent to viewers (null = off)",
-            schema=_DELAY_SCHEMA)
         join: Literal["gop", "keyframe", "wait"] = param(
             "gop", "a joining viewer starts from the cached GOP (gop), asks upstream for a keyframe (keyframe), "
                    "or waits for the next one (wait)")
@@ -60,7 +51,6 @@ class WebRTCOut(Node):
         target_latency_ms: float = param(150.0, "bitrate controller: latency above which it steps down",
                                          minimum=1)
         max_viewers: int = param(500, "viewers per stream (per worker when workers > 0)", minimum=1)
-        max_sdp_bytes: int = param(65_536, "largest SDP offer accepted", minimum=1024, maximum=262_144)
         viewer_timeout_s: float = param(5.0, "close a connected viewer silent (no RTCP) for this long",
                                         minimum=1)
         analytics_backlog: int = param(64, "analytics messages queued per viewer before the oldest drop",
@@ -68,28 +58,13 @@ class WebRTCOut(Node):
         gop_frames: int = param(300, "longest GOP cached for joining viewers (frames)", minimum=1)
         workers: int = param(0, "viewer processes (0 = serve viewers in the graph process)", minimum=0,
                              maximum=64)
-        page: bool = param(True, "serve the viewer page at / (and /watch)")
         loopback_candidates: bool = param(True, "offer a 127.0.0.1 ICE candidate (same-host viewers, tests)")
 
     @classmethod
     def surfaces(cls, params: Any) -> list[Surface]:
         return [Surface("viewers", "the viewer list (GET /api/webrtc/stats names every viewer's session)", None)]
 
-    async def setup(self) -> None:
-        from .signaling import install_routes
-
-        self.router = install_routes(self.ctx.server, self.ctx, page=self.params.page)
-        self.router.add(self)
-
-    # -- Backend protocol (the router calls these) ------------------------------------------------------------
-    @property
-    def max_sdp_bytes(self) -> int:
-        return int(self.params.max_sdp_bytes)
-
-    @property
-    def default_stream(self) -> str:
-        return str(self.params.default_stream)
-
+    # -- Backend protocol (the router calls these; ViewerNode answers max_sdp_bytes, default_stream) ----------
     def known(self, stream_id: str) -> bool:
         return self._backend.known(stream_id) or (self.ctx.streams.known(stream_id) and \
             self._serves(stream_id))
