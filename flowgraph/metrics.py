@@ -20,21 +20,23 @@ if TYPE_CHECKING:
 class Samples:
     """The most recent ``capacity`` values of one measurement (seconds), for p50/p99."""
 
-    __slots__ = ("_buf", "_i", "_mask", "count", "total")
+    __slots__ = ("_buf", "_i", "_mask")
 
     def __init__(self, capacity: int = 1024) -> None:
         capacity = 1 << max(4, math.ceil(math.log2(capacity)))
         self._buf: list[float] = [0.0] * capacity
         self._mask = capacity - 1
         self._i = 0
-        self.count = 0
-        self.total = 0.0
 
-    def add(self, value: float) -> None:
-        self._buf[self._i & self._mask] = value
-        self._i += 1
-        self.count += 1
-        self.total += value
+    @property
+    def count(self) -> int:
+        """Values added since creation (the buffer keeps the last ``capacity``)."""
+        return self._i
+
+    def add(self, value: float) -> None:  # on every hop: two statements, nothing more
+        i = self._i
+        self._buf[i & self._mask] = value
+        self._i = i + 1
 
     def values(self) -> list[float]:
         n = min(self._i, self._mask + 1)

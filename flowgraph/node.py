@@ -91,6 +91,9 @@ class Node:
         self.params = params if params is not None else self.Params()
         self.log = logging.getLogger(f"flowgraph.node.{ctx.name}")
         self._outputs: dict[str, BoundOutput[Any]] = {name: BoundOutput(ctx.name, name) for name in self.outputs}
+        # ``Output`` is a non-data descriptor: the instance attribute shadows it, so ``self.out`` on the hot path
+        # is a dict lookup, not a Python-level ``__get__`` call
+        vars(self).update(self._outputs)
         self._stopping = asyncio.Event()
 
     # -- identity ---------------------------------------------------------------------------------------------

@@ -187,24 +187,32 @@ class NodeRunner:
     async def _consume(self, forever: bool = False) -> None:
         """Handle queued input messages until every input ended (or, ``forever``, until cancelled)."""
         loop = asyncio.get_running_loop()
+        handle = self.handle
         turn = 0
         while True:
             inputs = self.inputs  # a live edit may replace the list between passes
             count = len(inputs)
-            progressed = False
-            for i in range(count):
-                port, channel, _ = inputs[(turn + i) % count]
+            if count == 1:  # the common case, without the round-robin bookkeeping
+                port, channel, _ = inputs[0]
                 msg = channel.take()
                 if msg is not EMPTY:
-                    progressed = True
-                    await self.handle(port, msg)
-            turn += 1
-            if progressed:
-                continue
-            if not forever and all(channel.ended or feedback for _, channel, feedback in inputs):
+                    await handle(port, msg)
+                    continue
+            elif count:
+                progressed = False
+                for i in range(count):  # one message per input per pass: no input starves another
+                    port, channel, _ = inputs[(turn + i) % count]
+                    msg = channel.take()
+                    if msg is not EMPTY:
+                        progressed = True
+                        await handle(port, msg)
+                turn += 1
+                if progressed:
+                    continue
+            if not forever and _all_ended(inputs):
                 return
-            self._wakeup = loop.create_future()
-            await self._wakeup
+            self._wakeup = waiter = loop.create_future()
+            await waiter
             self._wakeup = None
 
     async def handle(self, port: str, msg: Any) -> None:
@@ -389,6 +397,15 @@ class NodeRunner:
 
 class _Fatal(Exception):
     """Unwinds a runner whose node failed under ``on_error: stop``."""
+
+
+def _all_ended(inputs: list[tuple[str, Channel, bool]]) -> bool:
+    """Every input closed and drained (feedback inputs never end a node). A loop, not ``all()`` over a
+    generator: this runs each time a consumer goes idle, once per message on a lightly loaded edge."""
+    for _, channel, feedback in inputs:
+        if not (feedback or channel.ended):
+            return False
+    return True
 
 
 def _messages(result: Any) -> list[Message]:

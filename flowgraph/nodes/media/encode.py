@@ -236,7 +236,7 @@ class Encode(Node):
         out.update({"bitrate_kbps": self.bitrate_kbps, "keyframe_requests": self.keyframe_requests,
                     "overlays_drawn": self.overlays_drawn,
                     "bitrate_changes": encoder.bitrate_changes if encoder is not None else 0})
-        overlay = getattr(self, "_overlay", None)
+        overlay = self._overlay
         if overlay is not None:
             out.update(overlay.counters())
             out["overlay_held_now"] = len(self._held)

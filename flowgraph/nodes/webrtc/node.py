@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from flowgraph.access import Surface
+from flowgraph.context import NodeContext
 from flowgraph.messages import Analytics, Control, Packet, StreamEnd
 from flowgraph.metrics import Samples
 from flowgraph.params import param
@@ -99,17 +100,13 @@ class WebRTCOut(ViewerNode):
         return {"ice_servers": self.params.ice_servers, "default_stream": self.params.default_stream}
 
     # -- lifecycle ------------------------------------------------------------------------------------------
-    async def start(self) -> None:
+    def __init__(self, ctx: NodeContext, params: Any = None) -> None:
+        super().__init__(ctx, params)
         from .abr import AbrPolicy
-        from .aiortc_adapter import allow_loopback_candidates
-        from .hdrext import register_playout_delay
         from .hub import HubConfig
         from .session import SessionConfig
 
         p = self.params
-        register_playout_delay()
-        if p.loopback_candidates:
-            allow_loopback_candidates()
         delay = tuple(p.playout_delay_ms) if p.playout_delay_ms else None
         self.hub_config = HubConfig(
             session=SessionConfig(ice_servers=list(p.ice_servers), playout_delay=delay,
@@ -120,11 +117,23 @@ class WebRTCOut(ViewerNode):
         self._control_dropped = 0
         self._analytics_dropped = 0
         self.streams_ended_viewers = 0
+        #: Viewer hub (in this process) or worker pool: a resource, acquired in start() and released in stop().
+        self._backend: Any = None
+        self._control_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from .aiortc_adapter import allow_loopback_candidates
+        from .hdrext import register_playout_delay
+
+        p = self.params
+        register_playout_delay()
+        if p.loopback_candidates:
+            allow_loopback_candidates()
         if p.workers > 0:
             from .workers import WorkerPool
 
-            self._backend: Any = WorkerPool(p.workers, self.hub_config, self._keyframe_wanted, p.streams,
-                                                loopback=p.loopback_candidates)
+            self._backend = WorkerPool(p.workers, self.hub_config, self._keyframe_wanted, p.streams,
+                                       loopback=p.loopback_candidates)
         else:
             from .hub import ViewerHub
 
@@ -133,15 +142,13 @@ class WebRTCOut(ViewerNode):
         self._control_task = asyncio.create_task(self._send_controls(), name=f"{self.name}:control")
 
     async def stop(self) -> None:
-        task: asyncio.Task[None] | None = getattr(self, "_control_task", None)
+        task, self._control_task = self._control_task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            del self._control_task
-        backend = getattr(self, "_backend", None)
-        if backend is not None:
-            await backend.stop()
+        if self._backend is not None:  # kept after stop: the router may still ask it about viewers
+            await self._backend.stop()
 
     # -- media and analytics in -----------------------------------------------------------------------------
     async def on_video(self, msg: Packet) -> None:
@@ -196,7 +203,7 @@ class WebRTCOut(ViewerNode):
                                           whep=f"/whep/{stream_id}")
 
     def counters(self) -> dict[str, Any]:
-        backend = getattr(self, "_backend", None)
+        backend = self._backend
         if backend is None:
             return {}
         return {**backend.counters(), "control_dropped": self._control_dropped,
