@@ -6,6 +6,7 @@ next step runs: node types, params and devices, wiring (:mod:`.wiring`), cycles 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import networkx as nx
@@ -37,8 +38,9 @@ def compile_plan(spec: GraphSpec, registry: Registry | None = None) -> Execution
     nodes = _place(enabled, classes, params, placed, order)
     _isolate(spec, enabled, nodes)
     _fuse(enabled, nodes, edges, order)
+    cluster = spec.document.get("cluster")
     plan = ExecutionPlan(name=spec.name, file=spec.file, nodes=nodes, edges=edges, order=order,
-                         server=spec.server, document=spec.document)
+                         server=spec.server, document=spec.document, cluster=dict(cluster) if cluster else None)
     check_exposure(plan)  # secure by default: nothing listens beyond loopback without credentials
     return plan
 
@@ -159,6 +161,9 @@ def _isolate(spec: GraphSpec, enabled: dict[str, NodeSpec], nodes: dict[str, Nod
     errors: list[GraphError] = []
     for name, node in nodes.items():
         body = doc["nodes"][name]
+        if "placement" in body:
+            _place_on_ray(name, node, body, doc, errors)
+            continue
         explicit = locate(doc, ["nodes", name, "isolation"]) if "isolation" in body else None
         isolation, problem = placement.resolve(enabled[name].isolation, node.cls, node.mode, node.device,
                                                strict=explicit is not None)
@@ -171,6 +176,20 @@ def _isolate(spec: GraphSpec, enabled: dict[str, NodeSpec], nodes: dict[str, Nod
             node.cls = placement.stand_in(node.cls, node.nice if given else placement.DEFAULT_NICE)
     if errors:
         raise _bundle(errors)
+
+
+def _place_on_ray(name: str, node: NodePlan, body: Any, doc: Any, errors: list[GraphError]) -> None:
+    """``placement``: the node runs in Ray actors (flowgraph.island.ray); checked before anything starts."""
+    from .island import placement, ray_plan
+    from .island.ray import ray_stand_in
+
+    where = ray_plan.check_placement(name, node.cls, node.mode, body, doc, dict(os.environ), errors)
+    if where is None:
+        return
+    node.isolation, node.mode, node.placement = "ray", "ray", where
+    given = "nice" in body or "nice" in (doc.get("defaults") or {})
+    node.cls = ray_stand_in(node.cls, node.nice if given else placement.DEFAULT_NICE, where,
+                            node.on_error.policy == "restart")
 
 
 def _fuse(enabled: dict[str, NodeSpec], nodes: dict[str, NodePlan], edges: list[EdgePlan], order: list[str]) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .node import Node
 from .redact import redact_mapping
 from .spec import ErrorPolicy
+
+if TYPE_CHECKING:
+    from .island.ray_plan import Placement
 
 
 @dataclass
@@ -43,6 +46,8 @@ class NodePlan:
     nice: int = 0
     #: thread | process (flowgraph.island: a worker process, ``cls`` is then the graph-side stand-in)
     isolation: str = "thread"
+    #: ``isolation == "ray"``: replicas, resources and sharding of the node's Ray actors
+    placement: Placement | None = None
 
 
 @dataclass
@@ -55,6 +60,8 @@ class ExecutionPlan:
     server: dict[str, Any] = field(default_factory=dict)
     #: The loaded YAML (with locations), for errors found after compiling (e.g. the listen/credential check).
     document: Any = field(default=None, repr=False)
+    #: ``cluster:`` of the graph file (Ray); None: every node runs on this host
+    cluster: dict[str, Any] | None = None
 
     @property
     def stages(self) -> dict[str, list[str]]:
@@ -78,6 +85,8 @@ class ExecutionPlan:
                     "type": n.node_type, "device": n.device, "device_why": n.device_why, "mode": n.mode,
                     "stage": n.stage, "source": n.source, "on_error": n.on_error.policy, "nice": n.nice,
                     "isolation": n.isolation,
+                    **({"placement": {"replicas": n.placement.replicas, "resources": n.placement.resources,
+                                      "shard_by": n.placement.shard_by}} if n.placement else {}),
                     "inputs": {p: i.type.__name__ for p, i in n.cls.inputs.items()},
                     "outputs": {p: o.type.__name__ for p, o in n.cls.outputs.items()},
                 }
@@ -90,12 +99,17 @@ class ExecutionPlan:
             ],
             "stages": self.stages,
             "server": redact_mapping(self.server),
+            **({"cluster": redact_mapping(self.cluster)} if self.cluster else {}),
         }
 
     def describe(self) -> str:
         """Human-readable plan for ``flowgraph validate --plan``."""
         lines = [f"graph {self.name!r} ({self.file}): {len(self.nodes)} nodes, {len(self.edges)} edges, "
                  f"{len(self.stages)} stages"]
+        if self.cluster:
+            from .island.ray_plan import describe_cluster
+
+            lines.append(f"  {describe_cluster(self)}")
         for stage, members in self.stages.items():
             first = self.nodes[members[0]]
             fused = f" (fused: {' -> '.join(members)})" if len(members) > 1 else ""
@@ -105,6 +119,8 @@ class ExecutionPlan:
                 where = f"{node.device}; {node.device_why}; on_error={node.on_error.policy}"
                 if node.isolation == "process":
                     where += f"; own process, nice {node.cls.island_nice}"  # type: ignore[attr-defined]
+                elif node.placement is not None:
+                    where += f"; {node.placement.describe()}"
                 elif node.nice:
                     where += f"; nice {node.nice}"
                 lines.append(f"    {member}: {node.node_type} [{where}]")

@@ -126,7 +126,12 @@ class Runtime:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.add_signal_handler(sig, self._on_signal)
+        cluster = None
         try:
+            if self.plan.cluster:  # Ray first: placed nodes create their actors in setup()
+                from .island.ray import open_cluster
+
+                cluster = await open_cluster(self.plan)
             for runner in self.runners.values():
                 await runner.setup()
             # sinks first, so every consumer is ready before the first message is produced
@@ -156,6 +161,8 @@ class Runtime:
                 await runner.stop()
             if self.server is not None:
                 await self.server.stop()
+            if cluster is not None:  # disconnects; a private Ray stops with the graph
+                await asyncio.to_thread(cluster.shutdown)
             if install_signals:
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -17,8 +17,10 @@ from typing import Any
 from .compile import ExecutionPlan
 from .graph_layout import NODE_H, NODE_W, fallback_layout, graphviz_layout
 
-COLOURS = {"async": "#dbeafe", "thread": "#ccfbf1", "inline": "#e5e7eb", "cuda": "#dcfce7", "process": "#fef3c7"}
-BORDERS = {"async": "#2563eb", "thread": "#0d9488", "inline": "#6b7280", "cuda": "#16a34a", "process": "#d97706"}
+COLOURS = {"async": "#dbeafe", "thread": "#ccfbf1", "inline": "#e5e7eb", "cuda": "#dcfce7", "process": "#fef3c7",
+           "ray": "#fce7f3"}
+BORDERS = {"async": "#2563eb", "thread": "#0d9488", "inline": "#6b7280", "cuda": "#16a34a", "process": "#d97706",
+           "ray": "#db2777"}
 
 
 def _edge_label(edge: Any) -> str:
