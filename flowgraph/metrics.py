@@ -137,10 +137,32 @@ def prometheus_lines(snapshot: dict[str, Any]) -> str:
                     if value is not None:
                         age.add_metric([graph, label, q[1:]], value / 1000)
             yield from (processed, errors, ptime, depth, drops, puts, age)
+            yield from _ray_metrics(graph, snapshot)
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot())
     return generate_latest(registry).decode()
+
+
+def _ray_metrics(graph: str, snapshot: dict[str, Any]) -> Iterator[Metric]:
+    """Replicas of Ray-placed nodes: calls and liveness per replica with the Ray node it runs on, lost messages."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    calls = CounterMetricFamily("flowgraph_ray_replica_calls", "Messages handed to a Ray replica",
+                                labels=["graph", "node", "replica", "ray_node", "ray_ip"])
+    alive = GaugeMetricFamily("flowgraph_ray_replica_alive", "1 while the replica's actor runs",
+                              labels=["graph", "node", "replica", "ray_node", "ray_ip"])
+    lost = CounterMetricFamily("flowgraph_ray_lost", "Messages lost with an actor that died", labels=["graph", "node"])
+    for name, node in snapshot.get("nodes", {}).items():
+        island = (node.get("counters") or {}).get("island") or {}
+        if island.get("isolation") != "ray":
+            continue
+        lost.add_metric([graph, name], island.get("lost", 0))
+        for replica in island.get("replicas", []):
+            labels = [graph, name, str(replica["replica"]), str(replica.get("ray_node")), str(replica.get("ray_ip"))]
+            calls.add_metric(labels, replica.get("calls", 0))
+            alive.add_metric(labels, 1 if replica.get("alive") else 0)
+    yield from (calls, alive, lost)
 
 
 def now() -> float:

@@ -22,12 +22,19 @@ class NetnsUnavailable(RuntimeError):
     """A network namespace cannot be made here (not root, no iproute2, no kernel support); says why."""
 
 
-def create(name: str) -> None:
-    """A namespace ``name`` with its loopback up (and nothing else)."""
+def create(name: str, *, local_address: str | None = None) -> None:
+    """A namespace ``name`` with its loopback up. ``local_address`` (``10.213.0.1/24``) adds a veth pair whose
+    both ends stay inside the namespace, one with that address — an interface reachable only from inside: WebRTC
+    peers (Chromium) gather no candidate on a host whose only interface is loopback."""
+    commands = [["ip", "netns", "add", name], ["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"]]
+    if local_address:
+        inside_ns = ["ip", "netns", "exec", name, "ip"]
+        commands += [[*inside_ns, "link", "add", "fg0", "type", "veth", "peer", "name", "fg1"],
+                     [*inside_ns, "addr", "add", local_address, "dev", "fg0"],
+                     [*inside_ns, "link", "set", "fg0", "up"], [*inside_ns, "link", "set", "fg1", "up"]]
     try:
-        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True, text=True)
-        subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True,
-                       capture_output=True, text=True)
+        for command in commands:
+            subprocess.run(command, check=True, capture_output=True, text=True)
     except FileNotFoundError as exc:
         raise NetnsUnavailable(f"iproute2's 'ip' is not installed: {exc}") from None
     except subprocess.CalledProcessError as exc:

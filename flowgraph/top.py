@@ -22,7 +22,12 @@ def render(snapshot: dict[str, Any]) -> Group:
         nodes.add_column(column, justify="right" if column in numeric else "left")
     for name, n in snapshot["nodes"].items():
         island = n.get("counters", {}).get("island") or {}
-        where = f"{n['device']} · pid {island.get('pid')}" if island else n["device"]  # its own worker process
+        if island.get("isolation") == "ray":  # Ray actors: which Ray nodes, how many replicas alive
+            alive = sum(1 for r in island.get("replicas", []) if r.get("alive"))
+            where = (f"{n['device']} · Ray {alive}/{len(island.get('replicas', []))} on "
+                     f"{','.join(i[:6] for i in island.get('ray_nodes', []))}")
+        else:
+            where = f"{n['device']} · pid {island.get('pid')}" if island else n["device"]  # its own worker process
         nodes.add_row(name, n["type"], n["stage"], where, n["state"], f"{n['rate_hz']:.1f}",
                       _ms(n["process_ms"]["p50"]), _ms(n["process_ms"]["p99"]),
                       _ms(n.get("capture_age_ms", {}).get("p50")), str(n["processed"]),

@@ -98,7 +98,8 @@ def _svg(plan: ExecutionPlan) -> tuple[str, int, int]:
             f'<g class="node"><rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="8" '
             f'fill="{COLOURS[node.mode]}" stroke="{BORDERS[node.mode]}" stroke-width="1.5"/>'
             f'<text x="{x + NODE_W / 2}" y="{y + 20}" class="name">{html.escape(name)}</text>'
-            f'<text x="{x + NODE_W / 2}" y="{y + 36}" class="kind">{html.escape(node.node_type)} · {node.mode} · '
+            f'<text x="{x + NODE_W / 2}" y="{y + 36}" class="kind">{html.escape(node.node_type)} · {node.mode}'
+            f'{f" ×{node.placement.replicas}" if node.placement else ""} · '
             f'{html.escape(node.device)}</text>'
             f'<text x="{x + NODE_W / 2}" y="{y + 52}" class="live" id="node-{html.escape(name)}"></text></g>')
     return "\n".join(parts), int(lay.width), int(lay.height)
@@ -145,8 +146,11 @@ async function poll() {
     });
     for (const [name, n] of Object.entries(snap.nodes)) {
       const el = document.getElementById("node-" + name);
+      const isl = (n.counters || {}).island;
+      const ray = isl && isl.isolation === "ray" ? ` · Ray nodes ${isl.ray_nodes.map((id) => id.slice(0, 6))
+        .join(",")}` + (isl.lost ? ` · ${isl.lost} lost` : "") : "";
       if (el) el.textContent = `${n.state} · ${fmt(n.rate_hz)}/s · p50 ${fmt(n.process_ms.p50)} ms` +
-        (n.errors ? ` · ${n.errors} err` : "");
+        (n.errors ? ` · ${n.errors} err` : "") + ray;
     }
     document.getElementById("status").textContent = `live: ${LIVE} · up ${fmt(snap.uptime_s)} s`;
   } catch (err) {

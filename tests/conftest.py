@@ -43,12 +43,13 @@ def graph_file(tmp_path: Path) -> Callable[[str], Path]:
 
 @pytest.fixture(scope="session")
 def ray_netns() -> Iterator[str]:
-    """A network namespace with only ``lo``, for Ray; skipped (saying why) where none can be made."""
+    """A network namespace for Ray: loopback and a veth pair inside it (for Chromium's ICE), nothing reachable from
+    outside; skipped (saying why) where none can be made."""
     from flowgraph import netns
 
     name = f"fgtest{os.getpid()}"
     try:
-        netns.create(name)
+        netns.create(name, local_address="10.213.0.1/24")
     except netns.NetnsUnavailable as exc:
         pytest.skip(f"Ray tests need a network namespace (Ray listens on every interface otherwise): {exc}")
     yield name

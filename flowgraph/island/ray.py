@@ -10,7 +10,8 @@ metrics unchanged) and it takes a message only when the replica it goes to is fr
 replica, the credit — so ``latest`` never has more than one frame in flight per replica, ``block`` backpressures
 and ``drop_oldest`` drops and counts:
 
-* ``shard_by: stream_id`` — a stream always goes to the same replica (trackers, decoders keep their state);
+* ``shard_by: stream_id`` — a stream always goes to the same replica (trackers, decoders keep their state): on
+  its first message, the replica holding the fewest streams; the stream leaves it when it ends;
 * ``round_robin`` — messages go to the next free replica; outputs leave in the order their inputs arrived, so the
   next stateful consumer sees frames in order.
 
@@ -33,7 +34,6 @@ import inspect
 import logging
 import os
 import time
-import zlib
 from typing import Any, ClassVar
 
 from ..messages import StreamEnd, VideoFrame
@@ -452,6 +452,8 @@ class RayNode(RemoteNode):
         self._restarting = False  # the runner's stop() then start() of a restart replace dead replicas only
         #: messages an actor held when it died (they are gone)
         self.lost = 0
+        #: shard_by stream_id: stream -> its replica, from the stream's first message to its end
+        self._streams: dict[str, int] = {}
 
     def _transport(self) -> Any:
         return self.transports[0]
@@ -488,7 +490,14 @@ class RayNode(RemoteNode):
         if len(self.transports) == 1:
             return 0
         if self.placement.shard_by == "stream_id":
-            return zlib.crc32(str(getattr(msg, "stream_id", "")).encode()) % len(self.transports)
+            stream = str(getattr(msg, "stream_id", ""))
+            index = self._streams.get(stream)
+            if index is None:  # a new stream: the replica holding the fewest streams keeps it until it ends
+                load = [0] * len(self.transports)
+                for held in self._streams.values():
+                    load[held] += 1
+                index = self._streams[stream] = load.index(min(load))
+            return index
         return None
 
     async def _free(self, index: int | None) -> int:
@@ -579,6 +588,7 @@ class RayNode(RemoteNode):
         """The stream's replica (every replica, round-robin) frees its state; what it still held goes out first."""
         await self._drain()
         index = self._replica_for(end)
+        self._streams.pop(end.stream_id, None)
         targets = self.transports if index is None else [self.transports[index]]
         for transport in targets:
             if transport.alive:
