@@ -73,6 +73,7 @@ def ray_cluster(ray_netns: str) -> Iterator[Any]:
                                                                  "temp_dir": temp})
         try:
             cluster.add_node(**args)
+            cluster.flowgraph_node_args = args  # a test that removes a Ray node adds one like it
             cluster.wait_for_nodes(timeout=180)
             ray.init(address=cluster.address, namespace="flowgraph-tests", configure_logging=False,
                      log_to_driver=False)

@@ -357,6 +357,11 @@ class ActorTransport:
         return options
 
     async def launch(self, spec: WorkerSpec) -> None:
+        import ray
+
+        if not ray.is_initialized():  # never let Ray auto-start a cluster nobody asked for
+            raise RuntimeError(f"node {self.name!r} is placed on Ray, but this graph is not connected to Ray (a "
+                               f"graph with placements needs cluster: when it starts)")
         await self.close(timeout=2.0)
         self._actor = _actor_class().options(**self._options()).remote(spec)
         self._dead = False

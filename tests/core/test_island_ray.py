@@ -228,6 +228,39 @@ nodes:
 
 
 @pytestmark_ray
+async def test_a_removed_ray_node_loses_its_replica_which_restarts_on_a_new_node(ray_cluster: Any) -> None:
+    async with running("""
+cluster: {engine: ray}
+nodes:
+  src: {node: tick, params: {hz: 40}}
+  cv:
+    node: burn
+    nice: 0
+    params: {ms: 10}
+    on_error: {policy: restart, backoff_s: 0.2}
+    placement: {replicas: 2, shard_by: round_robin, resources: {CPU: 2}}
+    inputs: {inp: {from: src/out, policy: latest}}
+  out: {node: collect, inputs: {inp: cv/out}}
+""", ready_timeout=180) as rt:
+        runner = rt.runners["cv"]
+        node = runner.node
+        assert isinstance(node, RayNode)
+        assert await _until(lambda: runner.stats.processed >= 10)
+        worker = next(iter(ray_cluster.worker_nodes))
+        doomed = next(t for t in node.transports if t._info["ray_node"] == worker.node_id)
+        survivor = next(t for t in node.transports if t is not doomed)
+        survivor_pid = survivor.pid
+        await asyncio.to_thread(ray_cluster.remove_node, worker)  # the host is gone: its actor with it
+        replacement = ray_cluster.add_node(**ray_cluster.flowgraph_node_args)  # main thread only (signals)
+        assert await _until(lambda: doomed.alive and doomed._info.get("ray_node") == replacement.node_id, 150)
+        before = len(collected(rt, "out"))
+        assert await _until(lambda: len(collected(rt, "out")) >= before + 20)
+        assert node.lost >= 1 and node.worker_deaths >= 1 and runner.stats.restarts >= 1
+        assert survivor.pid == survivor_pid and survivor.alive
+    assert rt.exit_code == 0
+
+
+@pytestmark_ray
 async def test_a_request_no_ray_node_can_meet_is_refused_before_anything_starts(ray_cluster: Any) -> None:
     plan = compile_text("""
 cluster: {engine: ray}
