@@ -2,9 +2,12 @@
 
 Each picture is drawn with the analytics *of that picture*: ``detection``, ``pose`` and ``speed`` messages of the
 analytics contract are kept per stream in pts order, and a picture at source time ``t`` gets, per type, the
-message whose pts is ``t`` — or the newest one before ``t`` no more than ``tolerance_s`` older (analytics on a
-``latest`` edge skip frames). Messages or pictures without a pts fall back to the newest message received no more
-than ``tolerance_s`` ago (wall clock), so overlays vanish when the analytics branch stalls instead of freezing.
+message whose pts is ``t``. Analytics on a ``latest`` edge skip frames (a slow detector analyses one picture in
+several): a picture between two analysed frames no more than ``INTERPOLATE_MAX_S`` apart gets each track's box and
+joints interpolated between them by track id (the encoder's hold has usually brought the later one in by then);
+otherwise the newest message before ``t`` no more than ``tolerance_s`` older is drawn. Messages or pictures
+without a pts fall back to the newest message received no more than ``tolerance_s`` ago (wall clock), so
+overlays vanish when the analytics branch stalls instead of freezing.
 
 :meth:`OverlayState.ready` tells the encoder whether a held picture's analytics have caught up with its pts
 (every type seen on the stream has reached ``t``) or its deadline has passed — a file run that is not realtime then
@@ -55,6 +58,8 @@ KEEP = 512
 MAX_STREAMS = 64
 #: A picture's pts and an analytics message's pts are "the same frame" within this (float round-trips).
 SAME_FRAME_S = 1e-4
+#: Two analysed frames at most this far apart (pts seconds) are interpolated between for the pictures in between.
+INTERPOLATE_MAX_S = 2.0
 
 
 @dataclass
@@ -110,6 +115,7 @@ class OverlayState:
         self.timeouts = 0
         self.exact = 0
         self.earlier = 0
+        self.interpolated = 0
 
     # -- event loop -------------------------------------------------------------------------------------------
     def update(self, msg: Analytics) -> None:
@@ -182,6 +188,7 @@ class OverlayState:
             if stream is None:
                 return _Chosen(None, None, {})
             picked = {kind: self._pick(stream, kind, t, now) for kind in DRAWN_TYPES}
+            blended = {kind: self._between(stream, kind, t) for kind in DRAWN_TYPES}
             speeds = {tid: kmh for tid, (at, kmh) in stream.untimed_speeds.items() if now - at <= 1.0}
             detection = picked["detection"]
             if detection is not None and detection.t is not None:
@@ -193,10 +200,13 @@ class OverlayState:
                     del entries[: max(0, min(drop, len(entries) - 1))]
                 for old in [p for p in stream.speeds if p < horizon]:
                     del stream.speeds[old]
-        for entry in picked.values():
+        for kind, entry in picked.items():
             if entry is not None and entry.t is not None and t is not None:
                 if abs(entry.t - t) <= SAME_FRAME_S:
                     self.exact += 1
+                elif blended[kind] is not None:
+                    picked[kind] = blended[kind]
+                    self.interpolated += 1
                 else:
                     self.earlier += 1
         return _Chosen(picked["detection"], picked["pose"], speeds)
@@ -205,8 +215,12 @@ class OverlayState:
         entries = stream.timed[kind]
         if t is not None and entries:
             i = bisect.bisect_right(entries, t + SAME_FRAME_S, key=_time) - 1
-            if i >= 0 and t - (entries[i].t or 0.0) <= self.tolerance_s:
+            if i < 0:
+                return None
+            if t - (entries[i].t or 0.0) <= self.tolerance_s:
                 return entries[i]
+            if i + 1 < len(entries) and (entries[i + 1].t or 0.0) - (entries[i].t or 0.0) <= INTERPOLATE_MAX_S:
+                return entries[i]  # too old alone, but a later analysed frame brackets the picture
             return None
         latest = stream.latest.get(kind)
         if latest is None or now - latest.received > self.tolerance_s:
@@ -214,6 +228,25 @@ class OverlayState:
         if t is not None and latest.t is not None:
             return None  # timed analytics but none at or before this picture
         return latest
+
+    def _between(self, stream: _Stream, kind: str, t: float | None) -> _Entry | None:
+        """The analytics of the picture at ``t`` interpolated between the analysed frames around it (both within
+        ``INTERPOLATE_MAX_S``), or None when ``t`` is not strictly between two of them."""
+        entries = stream.timed[kind]
+        if t is None or len(entries) < 2:
+            return None
+        i = bisect.bisect_right(entries, t + SAME_FRAME_S, key=_time) - 1
+        if i < 0 or i + 1 >= len(entries):
+            return None
+        before, after = entries[i], entries[i + 1]
+        t0, t1 = before.t, after.t
+        if t0 is None or t1 is None or abs(t - t0) <= SAME_FRAME_S or not 0 < t1 - t0 <= INTERPOLATE_MAX_S:
+            return None
+        alpha = (t - t0) / (t1 - t0)
+        key = "tracks" if kind == "detection" else "poses"
+        payload = dict(before.payload)
+        payload[key] = _blend(before.payload.get(key) or [], after.payload.get(key) or [], alpha)
+        return _Entry(t, before.received, payload)
 
     def has_content(self, stream_id: str, t: float | None) -> bool:
         return not self.choose(stream_id, t).empty
@@ -235,9 +268,52 @@ class OverlayState:
         return image
 
     def counters(self) -> dict[str, Any]:
-        return {"overlay_exact": self.exact, "overlay_earlier": self.earlier, "overlay_held": self.held,
+        return {"overlay_exact": self.exact, "overlay_earlier": self.earlier,
+                "overlay_interpolated": self.interpolated, "overlay_held": self.held,
                 "overlay_hold_ms_mean": round(self.held_ms_total / self.held, 2) if self.held else 0.0,
                 "overlay_hold_ms_max": round(self.held_ms_max, 2), "overlay_hold_timeouts": self.timeouts}
+
+
+def _blend(before: list[Any], after: list[Any], alpha: float) -> list[Any]:
+    """Tracks (or poses) at ``alpha`` (0..1) of the way from ``before`` to ``after``, matched by track id: boxes and
+    joints move linearly; a track seen on one side only is kept while that side is the nearer one."""
+    later = {item.get("track_id"): item for item in after
+             if isinstance(item, dict) and item.get("track_id") is not None}
+    out: list[Any] = []
+    matched: set[Any] = set()
+    for item in before:
+        if not isinstance(item, dict):
+            continue
+        other = later.get(item.get("track_id"))
+        if other is None:
+            if alpha < 0.5:
+                out.append(item)
+            continue
+        matched.add(item.get("track_id"))
+        mixed = dict(item)
+        if _numbers(item.get("bbox"), 4) and _numbers(other.get("bbox"), 4):
+            mixed["bbox"] = [a + (b - a) * alpha for a, b in zip(item["bbox"], other["bbox"], strict=True)]
+        points, others = item.get("keypoints"), other.get("keypoints")
+        if isinstance(points, list) and isinstance(others, list) and len(points) == len(others):
+            mixed["keypoints"] = [_blend_point(p, q, alpha) for p, q in zip(points, others, strict=True)]
+        out.append(mixed)
+    if alpha >= 0.5:
+        out.extend(item for tid, item in later.items() if tid not in matched)
+    return out
+
+
+def _numbers(value: Any, count: int) -> bool:
+    return isinstance(value, list | tuple) and len(value) >= count and all(
+        isinstance(v, int | float) for v in value[:count])
+
+
+def _blend_point(p: Any, q: Any, alpha: float) -> Any:
+    if not (_numbers(p, 2) and _numbers(q, 2)):
+        return None  # a joint missing on either side is not guessed
+    point = [p[0] + (q[0] - p[0]) * alpha, p[1] + (q[1] - p[1]) * alpha]
+    if len(p) > 2 and len(q) > 2 and isinstance(p[2], int | float) and isinstance(q[2], int | float):
+        point.append(min(p[2], q[2]))
+    return point
 
 
 def _draw_track(image: np.ndarray, track: dict[str, Any], sx: float, sy: float, thickness: int,
@@ -253,12 +329,13 @@ def _draw_track(image: np.ndarray, track: dict[str, Any], sx: float, sy: float, 
     speed = speeds.get(track_id, track.get("speed_kmh")) if isinstance(track_id, int) else track.get("speed_kmh")
     if isinstance(speed, int | float):
         label += f" {speed:.1f} km/h"
-    scale = 0.4 * thickness + 0.1
-    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    top = max(0, y1 - th - 4 * thickness)
-    cv2.rectangle(image, (x1, top), (x1 + tw + 4, top + th + 4 * thickness), colour, -1)
+    # small labels: people 50 px tall walking in groups must not vanish under each other's labels
+    scale, weight = 0.3 * thickness + 0.05, max(1, thickness - 1)
+    (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, weight)
+    top = max(0, y1 - th - 3 * thickness)
+    cv2.rectangle(image, (x1, top), (x1 + tw + 4, top + th + 3 * thickness), colour, -1)
     cv2.putText(image, label, (x1 + 2, top + th + thickness), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
-                thickness, cv2.LINE_AA)
+                weight, cv2.LINE_AA)
 
 
 def _scale(payload: dict[str, Any], width: int, height: int) -> tuple[float, float]:

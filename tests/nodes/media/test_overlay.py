@@ -37,13 +37,48 @@ def test_each_picture_gets_the_analytics_of_its_own_pts() -> None:
     for t, x in ((0.2, 180), (0.0, 20), (0.1, 100)):  # out of order on purpose: pts order is what counts
         state.update(detection_at(t, x))
     grey = np.full((240, 320, 3), 128, np.uint8)
-    for t, x in ((0.0, 20), (0.1, 100), (0.2, 180), (0.15, 100), (0.4, 180)):
+    # 0.15 lies between two analysed frames: the box is interpolated half-way; 0.4 only has an earlier one
+    for t, x in ((0.0, 20), (0.1, 100), (0.2, 180), (0.15, 140), (0.4, 180)):
         edges = left_edges(state.draw(grey.copy(), "cam", t))
         assert edges and abs(edges[0] - x) <= 1, (t, edges)
     assert state.choose("cam", 0.5).empty  # 0.3 s after the newest analytics: beyond the tolerance
     assert state.choose("cam", -0.1).empty  # before any analysed frame: nothing drawn, never a later one
     assert state.choose("other", 0.1).empty  # other streams' analytics are not mixed in
     assert state.counters()["overlay_exact"] >= 3
+
+
+def test_pictures_between_analysed_frames_get_boxes_and_joints_interpolated_by_track() -> None:
+    """A slow detector on a ``latest`` edge analyses one picture in several: the pictures between two analysed
+    frames — even when the earlier one is older than the tolerance — get each track moved along linearly."""
+    state = OverlayState(tolerance_s=0.25)
+    pose = {"type": "pose", "stream_id": "cam", "time_base": TB}
+    for t, x in ((0.0, 20), (0.8, 180)):
+        state.update(detection_at(t, x))
+        state.update(Analytics(**pose, pts=round(t * 90_000), payload={"width": 320, "height": 240, "poses": [
+            {"track_id": 3, "keypoints": [[x, 50, 0.9], None, [x + 10, 60, 0.8]]}]}))
+    state.update(Analytics(type="detection", stream_id="cam", pts=round(3.0 * 90_000), time_base=TB, payload={
+        "tracks": [{"track_id": 3, "bbox": [300, 40, 310, 120]}], "width": 320, "height": 240}))
+    grey = np.full((240, 320, 3), 128, np.uint8)
+    for t, x in ((0.2, 60), (0.4, 100), (0.6, 140)):
+        edges = left_edges(state.draw(grey.copy(), "cam", t))
+        assert edges and abs(edges[0] - x) <= 1, (t, edges)
+        chosen = state.choose("cam", t)
+        assert chosen.pose is not None
+        joints = chosen.pose.payload["poses"][0]["keypoints"]
+        assert joints[1] is None and abs(joints[0][0] - x) < 1e-6 and abs(joints[2][0] - x - 10) < 1e-6
+    assert state.choose("cam", 1.4).empty  # 0.8 -> 3.0 is too far apart to interpolate, 0.6 s > tolerance
+    assert state.counters()["overlay_interpolated"] >= 6
+
+
+def test_a_track_seen_on_one_side_only_is_drawn_while_that_side_is_nearer() -> None:
+    state = OverlayState(tolerance_s=0.05)
+    state.update(detection_at(0.0, 20))
+    later = detection_at(1.0, 200)
+    later.payload["tracks"][0]["track_id"] = 9
+    state.update(later)
+    grey = np.full((240, 320, 3), 128, np.uint8)
+    assert left_edges(state.draw(grey.copy(), "cam", 0.3)) == [20, 50]  # the box of track 3 only
+    assert left_edges(state.draw(grey.copy(), "cam", 0.7)) == [200, 230]  # the box of track 9 only
 
 
 def test_pictures_and_messages_without_pts_fall_back_to_the_newest() -> None:
