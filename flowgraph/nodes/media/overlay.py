@@ -194,7 +194,7 @@ class OverlayState:
             if detection is not None and detection.t is not None:
                 speeds.update(stream.speeds.get(detection.t, {}))
             if t is not None:  # what is older than every picture still to come can go
-                horizon = t - self.tolerance_s - 1.0
+                horizon = t - max(self.tolerance_s, INTERPOLATE_MAX_S) - 1.0  # keep what brackets later pictures
                 for entries in stream.timed.values():
                     drop = bisect.bisect_left(entries, horizon, key=_time)
                     del entries[: max(0, min(drop, len(entries) - 1))]

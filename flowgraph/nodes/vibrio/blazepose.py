@@ -60,7 +60,7 @@ _CLOSE, _OPEN = np.ones((5, 5), np.uint8), np.ones((3, 3), np.uint8)
 TILE_EVERY = 3
 #: Body circles smaller than this (model-input px) are noise, not people (a person 20 px tall has r ≈ 11).
 MIN_RADIUS = 10.0
-#: MediaPipe's own score threshold for this detector; ``score_threshold`` can only raise it.
+#: MediaPipe's own score threshold for this detector (the ``blazepose_min_score`` default).
 MIN_SCORE = 0.5
 #: Width of a walking person as a fraction of their height (for splitting blobs of several people).
 PERSON_ASPECT = 0.4
@@ -218,7 +218,9 @@ class BlazePoseDetector(Detector):
         self.anchors = ssd_anchors()
         self.memory: dict[str, StreamMemory] = {}
         self.guides: dict[str, Any] = {}  # stream -> OpenCV background model (crops: motion)
-        self.min_score = max(MIN_SCORE, config.score_threshold)
+        # score_threshold (shared by every backend, default 0.1) can only raise the detector's own threshold
+        self.min_score = max(config.blazepose_min_score, config.score_threshold)
+        self.nms_iou = config.blazepose_nms_iou
         self.runs = 0
         self.crops_run = 0
         self.info = DetectorInfo("blazepose", "cpu", f"{path.name} via LiteRT, {config.crops} crops")
@@ -340,7 +342,7 @@ class BlazePoseDetector(Detector):
                      for picture, (_, key), boxes in zip(pictures, items, found, strict=True)]
             if any(again):
                 more = self._pass(pictures, again, found)
-                found = [weighted_nms(np.concatenate((a, b))) if len(b) else a
+                found = [weighted_nms(np.concatenate((a, b)), self.nms_iou) if len(b) else a
                          for a, b in zip(found, more, strict=True)]
         results: list[np.ndarray] = []
         for picture, (_, key), boxes in zip(pictures, items, found, strict=True):
@@ -367,7 +369,7 @@ class BlazePoseDetector(Detector):
                 if len(boxes):
                     boxes[:, :4] = boxes[:, :4] * (crop.side / INPUT) + np.array([crop.x, crop.y] * 2, np.float32)
                     found.append(boxes)
-            results.append(weighted_nms(np.concatenate(found)) if found else empty_boxes())
+            results.append(weighted_nms(np.concatenate(found), self.nms_iou) if found else empty_boxes())
         return results
 
     def _unexplained(self, key: str, found: np.ndarray, width: int, height: int) -> list[Crop]:

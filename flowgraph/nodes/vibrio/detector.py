@@ -125,6 +125,8 @@ class DetectorConfig:
     crop_factor: float = 2.0
     min_crop: float = 128.0
     max_crops: int = 16
+    blazepose_min_score: float = 0.5
+    blazepose_nms_iou: float = 0.3
 
 
 def make_detector(config: DetectorConfig) -> Detector:

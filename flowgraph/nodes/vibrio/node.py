@@ -124,6 +124,9 @@ class Vibrio(Node):
         new_track_threshold: float = param(0.6, "tracker: score to start a track", minimum=0, maximum=1)
         min_hits: int = param(3, "tracker: detections before a track is reported", minimum=1)
         max_lost_s: float = param(2.0, "tracker: seconds a lost track waits to be found again", minimum=0)
+        tentative_speed: float = param(1.5, "tracker: a new person may move this many heights per second between "
+                                            "analysed frames and still be confirmed (0 = boxes must overlap)",
+                                       minimum=0, maximum=20)
         calibration: list[dict[str, Any]] = param([], schema=CALIBRATION_SCHEMA)
         person_height_m: float = param(1.75, "assumed person height when uncalibrated", minimum=0.5, maximum=2.5)
         context: Literal["walking", "running", "football", "cycling", "generic"] = param(
@@ -144,6 +147,10 @@ class Vibrio(Node):
         min_crop: float = param(128, "blazepose: smallest crop side in px", minimum=32)
         max_crops: int = param(16, "blazepose: crops per frame at most (one batched model call)", minimum=1,
                                maximum=64)
+        blazepose_min_score: float = param(0.5, "blazepose: anchor score that counts as a person (MediaPipe's "
+                                                "own threshold is 0.5)", minimum=0.05, maximum=1)
+        blazepose_nms_iou: float = param(0.3, "blazepose: overlap above which two boxes are one person (weighted "
+                                              "NMS)", minimum=0.05, maximum=1)
         ignore_regions: list[list[list[float]]] = param(
             [], "polygons [[x, y], ...] in picture pixels where nothing is a person (clocks, stamps, screens)",
             schema=IGNORE_SCHEMA)
@@ -177,7 +184,8 @@ class Vibrio(Node):
             hog_scale=p.hog_scale, hog_upscale=p.hog_upscale, motion_learning_rate=p.motion_learning_rate,
             motion_threshold=p.motion_threshold, motion_warmup=p.motion_warmup,
             motion_min_area=p.motion_min_area, motion_width=p.motion_width, threads=p.threads, crops=p.crops,
-            tile_size=p.tile_size, crop_factor=p.crop_factor, min_crop=p.min_crop, max_crops=p.max_crops)
+            tile_size=p.tile_size, crop_factor=p.crop_factor, min_crop=p.min_crop, max_crops=p.max_crops,
+            blazepose_min_score=p.blazepose_min_score, blazepose_nms_iou=p.blazepose_nms_iou)
         # Model loading can take seconds: keep it off the event loop.
         self.detector = await self.offload(make_detector, config)
         if self.plane is not None:
@@ -323,7 +331,8 @@ class Vibrio(Node):
         p = self.params
         tracker = ByteTracker(TrackerConfig(high_threshold=p.high_threshold, low_threshold=p.low_threshold,
                                             new_track_threshold=p.new_track_threshold, min_hits=p.min_hits,
-                                            max_lost_s=p.max_lost_s))
+                                            max_lost_s=p.max_lost_s, tentative_speed=p.tentative_speed,
+                                            tentative_distance=0.3 if p.tentative_speed > 0 else 0.0))
         speed = SpeedEstimator(SpeedConfig(context=p.context, smoothing_s=p.smoothing_s, order=p.smoothing_order,
                                            max_speed=p.max_speed_mps, max_accel=p.max_accel_mps2,
                                            person_height_m=p.person_height_m, forget_after_s=p.max_lost_s + 4))

@@ -51,6 +51,12 @@ class TrackerConfig:
     tentative_match_iou: float = 0.3
     #: Lost tracks are matched by centre distance up to this many box heights.
     recover_distance: float = 0.75
+    #: Tentative tracks the IoU step left unmatched are matched by centre distance up to ``tentative_distance`` +
+    #: ``tentative_speed`` × seconds since last seen (box heights; 1.5 heights/s ≈ 2.6 m/s): a slow detector behind a
+    #: ``latest`` edge sees a walking person move half a height between analysed frames, where boxes no longer
+    #: overlap and new people were never confirmed. 0 disables.
+    tentative_distance: float = 0.3
+    tentative_speed: float = 1.5
     min_hits: int = 3
     max_lost_s: float = 2.0
     #: Mahalanobis gate on the predicted centre and height (χ², 3 degrees of freedom: 7.81 = 95 %); 0 disables.
@@ -241,6 +247,17 @@ class ByteTracker:
         for ti, di in pairs:
             self._matched(tentative[ti], rest[di], now)
             matched.add(id(tentative[ti]))
+        rest = rest[free_rest]
+        if c.tentative_speed > 0 or c.tentative_distance > 0:
+            waiting = [t for t in tentative if id(t) not in matched]
+            reach = np.array([c.tentative_distance + c.tentative_speed * (now - t.last_seen) for t in waiting])
+            cost = self._centre_cost(waiting, rest) / np.maximum(reach, 1e-6)[:, None] if waiting else np.zeros((0, 0))
+            pairs, _, free_rest = assign(cost.reshape(len(waiting), len(rest)), 1.0)
+            for ti, di in pairs:
+                self._matched(waiting[ti], rest[di], now)
+                matched.add(id(waiting[ti]))
+        else:
+            free_rest = list(range(len(rest)))
         for det in rest[free_rest]:
             if det[4] >= c.new_track_threshold:
                 track = Tracklet.start(det, now)
