@@ -52,6 +52,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "blazepose crop x1.6": {"backend": "blazepose", "crop_factor": 1.6},
     "blazepose crop x2.6": {"backend": "blazepose", "crop_factor": 2.6},
     "blazepose tiles 192": {"backend": "blazepose", "crops": "tiles", "tile_size": 192},
+    "blazepose nms 0.4": {"backend": "blazepose", "blazepose_nms_iou": 0.4},
     "blazepose nms 0.5": {"backend": "blazepose", "blazepose_nms_iou": 0.5},
     "motion": {"backend": "motion", "min_hits": 3},
     "hog": {"backend": "hog"},

@@ -127,3 +127,24 @@ def test_crowd_accuracy_against_ground_truth(seed: int, people: int, skip: float
     assert m["num_switches"] <= m["num_objects"] / 1000
     assert m["mota"] >= 0.85
     assert m["idf1"] >= 0.85
+
+
+def test_people_seen_half_a_height_apart_are_confirmed_behind_a_slow_detector() -> None:
+    """A detector behind a ``latest`` edge that analyses one frame in five: a walker (1.4 m/s, 80 px tall, 10 fps
+    clip) moves ~0.5 heights between analysed frames, so boxes 32 px wide never overlap. New people must still be
+    confirmed (by centre distance that grows with the time since last seen), two people side by side kept apart."""
+    def people(t: float) -> np.ndarray:
+        out = []
+        for x0, y in ((100.0, 300.0), (400.0, 200.0)):
+            x = x0 + 80 * t  # px/s: half a height in 0.5 s
+            out.append([x - 16, y - 80, x + 16, y, 0.9])
+        return np.array(out)
+
+    def run(config: TrackerConfig) -> list[set[int]]:
+        tracker = ByteTracker(config)
+        tracker.update(np.zeros((0, 5)), 0.0)  # the stream started before these people came in
+        return [{o.track_id for o in tracker.update(people(t), t)} for t in np.arange(1, 6) * 0.5]
+
+    seen = run(TrackerConfig())
+    assert seen[2:] == [{1, 2}] * 3  # confirmed on their third detection, ids kept after
+    assert run(TrackerConfig(tentative_speed=0, tentative_distance=0)) == [set()] * 5  # boxes must overlap: never
