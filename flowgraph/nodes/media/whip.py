@@ -182,6 +182,9 @@ class WhipSession:
     def __init__(self, source: WhipSource, peer: str) -> None:
         from aiortc import RTCConfiguration, RTCPeerConnection
 
+        from flowgraph.nodes.webrtc.aiortc_adapter import contain_connect_failures
+
+        contain_connect_failures()  # an offer that cannot connect closes this session, never leaks a task error
         self.id = secrets.token_urlsafe(12)
         self.source = source
         self.peer = peer

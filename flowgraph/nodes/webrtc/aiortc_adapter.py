@@ -19,6 +19,8 @@ map``
 ``RTCRtpReceiver._send_rtcp_pli``         WHIP ingest: keyframe requests to the publisher
 ``aiortc.codecs.HEADER_EXTENSIONS``       process-wide: playout-delay made negotiable (one more list entry)
 ``aioice.ice.get_host_addresses``         process-wide: a 127.0.0.1 host candidate for same-host viewers
+``RTCPeerConnection.__connect``           process-wide: its unawaited task's failure closes the connection
+                                          instead of surfacing as "Task exception was never retrieved"
 ========================================  ==========================================================================
 
 Importing this module checks the installed aiortc and aioice against :data:`WRITTEN_FOR` and refuses others with an
@@ -29,6 +31,8 @@ packages. To try an upgrade: set ``FLOWGRAPH_AIORTC_UNCHECKED=1``, run that test
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import queue
 from collections.abc import Awaitable, Callable
@@ -65,10 +69,13 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters  # noqa: E40
 from aiortc.rtcrtpsender import RTCEncodedFrame  # noqa: E402
 from aiortc.rtp import HeaderExtensionsMap  # noqa: E402
 
+log = logging.getLogger("flowgraph.webrtc.aiortc")
+
 _SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
 _SENDER_RTT = "_RTCRtpSender__rtt"
 _SENDER_HEADER_MAP = "_RTCRtpSender__rtp_header_extensions_map"
 _RECEIVER_DECODER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_PC_CONNECT = "_RTCPeerConnection__connect"
 
 
 # -- sending: RTP payloads and the sender's frame source ------------------------------------------------------------
@@ -195,3 +202,45 @@ def allow_loopback_candidates() -> None:
 
     aioice.ice.get_host_addresses = with_loopback
     _loopback_patched = True
+
+
+_connect_contained = False
+#: Peer connections whose connect task failed (ICE, DTLS or SCTP start raised) since the process started.
+connect_failures = 0
+
+
+def contain_connect_failures() -> None:
+    """Make a failing connect task close its peer connection instead of leaking the exception.
+
+    ``setRemoteDescription``/``setLocalDescription`` start ICE, DTLS and SCTP in a task aiortc never awaits
+    (``asyncio.ensure_future(self.__connect())``). An offer aiortc accepted but cannot connect with — no
+    ``a=fingerprint`` (an ``AssertionError`` in DTLS start), bad ICE credentials, a peer that vanishes mid-handshake —
+    makes that task fail, and asyncio logs "Task exception was never retrieved" with a traceback whenever the task
+    is garbage-collected, while the connection lingers half-started. Wrapped, the failure is one INFO line, counted
+    in :data:`connect_failures`, and the connection is closed, so its owner sees ``connectionState == "closed"``
+    and cleans up as for any other failure. Affects every peer connection of the process; idempotent.
+    """
+    global _connect_contained
+    if _connect_contained:
+        return
+    from aiortc import RTCPeerConnection
+
+    original = getattr(RTCPeerConnection, _PC_CONNECT)
+
+    async def connect(pc: RTCPeerConnection) -> None:
+        global connect_failures
+        try:
+            await original(pc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the peer's description could not be connected with: not our error
+            connect_failures += 1
+            log.info("peer connection failed to connect (%s: %s): closing it", type(exc).__name__, exc)
+            try:
+                await pc.close()
+            except Exception as close_exc:  # half-started transports: close what can be closed
+                log.info("closing a peer connection that failed to connect: %s: %s", type(close_exc).__name__,
+                         close_exc)
+
+    setattr(RTCPeerConnection, _PC_CONNECT, connect)
+    _connect_contained = True

@@ -21,7 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .aiortc_adapter import offer_direction, round_trip_time, sender_ssrc, set_header_extensions_map
+from .aiortc_adapter import (
+    contain_connect_failures,
+    offer_direction,
+    round_trip_time,
+    sender_ssrc,
+    set_header_extensions_map,
+)
 from .errors import BadOffer
 from .feed import ViewerFeed
 from .hdrext import PlayoutDelayMap
@@ -77,6 +83,7 @@ class ViewerSession:
         from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
         from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 
+        contain_connect_failures()  # an offer that cannot connect closes this viewer, never leaks a task error
         servers = [RTCIceServer(**server) for server in self.config.ice_servers]
         self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
         pc.on("connectionstatechange", self._on_state)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 
 import aiohttp
+import pytest
+
+from flowgraph.nodes.webrtc import aiortc_adapter
 
 from .conftest import AiortcViewer, graph
 
@@ -110,3 +115,52 @@ async def test_bad_requests_are_clear_errors() -> None:
             async with http.get(f"{url}/api/webrtc/stats") as resp:
                 assert resp.status == 200
         await viewer.close()
+
+
+def without_fingerprint(sdp: str) -> str:
+    """An offer aiortc accepts but cannot connect with: its DTLS start asserts on the missing fingerprint."""
+    return "\r\n".join(line for line in sdp.splitlines() if not line.startswith("a=fingerprint")) + "\r\n"
+
+
+def task_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    gc.collect()  # an unretrieved task exception is logged when the task is collected: collect now
+    return [r.getMessage() for r in caplog.records if "never retrieved" in r.getMessage()
+            or (r.levelno >= logging.ERROR and r.name == "asyncio")]
+
+
+async def test_an_offer_that_cannot_connect_closes_its_viewer_and_leaks_no_task_error(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    async with graph("{streams: [cam]}", analytics=False) as rt:
+        hub = rt.runners["out"].node._backend.hub
+        viewer = AiortcViewer(data_channel=False)
+        failures = aiortc_adapter.connect_failures
+        try:
+            offer = without_fingerprint(await viewer.offer())
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{rt.server.url}/api/stream/connect",
+                                     json={"offer": offer, "stream_id": "cam"}) as resp:
+                    status = resp.status
+            for _ in range(400):  # the connect task fails after the answer went out; the viewer is closed
+                if aiortc_adapter.connect_failures > failures and not hub.sessions:
+                    break
+                await asyncio.sleep(0.05)
+            left = len(hub.sessions)
+        finally:
+            await viewer.close()
+        await asyncio.sleep(0.1)
+        errors = task_errors(caplog)
+        good = AiortcViewer(data_channel=False)  # the server still serves a good viewer
+        try:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(f"{rt.server.url}/whep/cam", data=await good.offer(),
+                                     headers={"Content-Type": "application/sdp"}) as resp:
+                    assert resp.status == 201, await resp.text()
+                    await good.accept(await resp.text())
+            await asyncio.wait_for(good.first_frame, 20)
+        finally:
+            await good.close()
+    assert status == 200  # aiortc took the offer; only connecting fails
+    assert aiortc_adapter.connect_failures > failures and left == 0
+    assert errors == []
+    assert any("failed to connect (AssertionError" in r.getMessage() for r in caplog.records)
