@@ -55,6 +55,20 @@ def test_the_sender_loop_still_calls_the_hooked_methods() -> None:
     assert list(inspect.signature(aioice.ice.get_host_addresses).parameters) == ["use_ipv4", "use_ipv6"]
 
 
+def test_the_connect_task_is_still_started_unawaited_and_contained() -> None:
+    # contain_connect_failures wraps the name-mangled method that both description setters start as a task
+    for setter in (RTCPeerConnection.setRemoteDescription, RTCPeerConnection.setLocalDescription):
+        assert "asyncio.ensure_future(self.__connect())" in inspect.getsource(setter)
+    assert inspect.iscoroutinefunction(RTCPeerConnection._RTCPeerConnection__connect)
+    adapter.contain_connect_failures()
+    adapter.contain_connect_failures()  # idempotent: wrapped once
+    wrapped = RTCPeerConnection._RTCPeerConnection__connect
+    assert wrapped.__qualname__.startswith("contain_connect_failures")
+    assert "original(pc)" in inspect.getsource(wrapped) and "original" in wrapped.__code__.co_freevars
+    inner = wrapped.__closure__[wrapped.__code__.co_freevars.index("original")].cell_contents
+    assert not inner.__qualname__.startswith("contain_connect_failures")
+
+
 class _NoTrack(MediaStreamTrack):
     kind = "video"
 
