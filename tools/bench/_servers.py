@@ -1,65 +1,42 @@
-"""Throw-away redis-server and PostgreSQL instances for benchmarks: temporary directories, free loopback ports,
-stopped by their PID (PostgreSQL runs as the unprivileged ``postgres`` user when started as root)."""
+"""Throw-away redis-server and PostgreSQL instances for benchmarks, in temporary directories on free loopback ports
+— the same :mod:`flowgraph.testservers` the analytics tests use, with benchmark settings (no Redis persistence,
+PostgreSQL with its defaults and 128 MB of shared buffers), stopped by PID and their folders removed."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
-from _net import free_port, wait_port
+from _net import free_port  # noqa: F401  (re-exported for the benchmarks)
+
+from flowgraph.testservers import PostgresServer, RedisServer, postgres_bin
 
 
 def pg_bin() -> Path:
-    """The newest installed PostgreSQL's bin directory (/usr/lib/postgresql/<major>/bin, else pg_ctl on PATH)."""
-    found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
-    if found:
-        return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1)
-    on_path = shutil.which("pg_ctl")
-    if on_path:
-        return Path(on_path).parent
-    raise FileNotFoundError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, no pg_ctl on PATH)")
+    """The newest installed PostgreSQL's bin directory."""
+    found = postgres_bin()
+    if found is None:
+        raise FileNotFoundError("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, no pg_ctl on PATH)")
+    return found
 
 
-PG_BIN = pg_bin() if Path("/usr/lib/postgresql").exists() or shutil.which("pg_ctl") else Path("/nonexistent")
-
-
-class Redis:
+class Redis(RedisServer):
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
-        self.port = free_port()
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-                                      str(self.dir), "--save", "", "--appendonly", "no"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        super().__init__(Path(tempfile.mkdtemp(prefix="bench-redis-")), durable=False)
+        self.start()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        super().stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
-class Postgres:
+class Postgres(PostgresServer):
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))
-        self.port = free_port()
-        root = os.geteuid() == 0
-        if root:
-            shutil.chown(self.dir, "postgres", "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"] if root else []
-        data = self.dir / "data"
-        subprocess.run([*prefix, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                        "--no-sync"], check=True, capture_output=True)
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c shared_buffers=128MB"
-        subprocess.run([*prefix, str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l",
-                        str(self.dir / "log"), "-w", "start"], check=True, capture_output=True)
-        wait_port(self.port)
-        self._stop = [*prefix, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        super().__init__(Path(tempfile.mkdtemp(prefix="bench-pg-")), fast=False, shared_buffers="128MB")
+        self.init()
+        self.start()
 
-    def stop(self) -> None:
-        subprocess.run(self._stop, capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def stop(self, mode: str = "fast") -> None:
+        super().stop(mode)
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -1,12 +1,11 @@
 """Fixtures of the analytics tests: synthetic analytics sources (test-only nodes, offered by the ``reg``
-registry fixture), a real redis-server and a real PostgreSQL in temporary directories on free ports."""
+registry fixture), a real redis-server and a real PostgreSQL in temporary directories on free ports (started by
+:mod:`flowgraph.testservers`, which the benchmarks use too)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -27,12 +26,9 @@ from flowgraph.params import param
 from flowgraph.ports import Output
 from flowgraph.registry import Registry
 from flowgraph.testing import compile_text
+from flowgraph.testservers import PostgresServer, RedisServer, free_port, postgres_bin, wait_port
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["PostgresServer", "RedisServer", "free_port", "wait_port"]  # test modules import these from here
 
 
 class _Image:
@@ -148,58 +144,12 @@ def compile_graph(reg: Registry) -> Any:
     return build
 
 
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-class RedisServer:
-    """A real redis-server (AOF on, fsync always: an acknowledged write survives kill -9)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-            self.proc = None
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-            self.proc = None
-
-
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         pytest.fail("redis-server is not installed (Debian package redis-server)")
+    (tmp_path / "redis").mkdir()
     server = RedisServer(tmp_path / "redis")
-    server.directory.mkdir()
     server.start()
     try:
         yield server
@@ -207,81 +157,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-def _postgres_bin() -> Path | None:
-    """The newest installed PostgreSQL's bin directory (Debian layout /usr/lib/postgresql/<major>/bin), or the
-    directory of ``pg_ctl`` on PATH."""
-    found = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
-    if found:
-        return max(found, key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else -1)
-    on_path = shutil.which("pg_ctl")
-    return Path(on_path).parent if on_path and (Path(on_path).parent / "initdb").exists() else None
-
-
-PG_BIN = _postgres_bin() or Path("/usr/lib/postgresql/missing/bin")
-
-
-class PostgresServer:
-    """A real PostgreSQL cluster in a temporary directory, run as the unprivileged ``postgres`` user when root."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.data = directory / "data"
-        self.port = free_port()
-
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        return subprocess.run([*prefix, *args], check=check, capture_output=True, timeout=60)
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def init(self) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(self.directory, "postgres", "postgres")
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
-
-    def start(self) -> None:
-        options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c full_page_writes=off -c shared_buffers=32MB")
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options, "-l",
-                  str(self.directory / "log"), "-w", "-t", "30", "start")
-        wait_port(self.port)
-
-    def pid(self) -> int | None:
-        pidfile = self.data / "postmaster.pid"
-        try:
-            return int(pidfile.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-
-    def kill(self) -> None:
-        """SIGKILL the postmaster and every backend (a crash, not a shutdown)."""
-        pid = self.pid()
-        if pid is None:
-            return
-        children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-        for child in [pid, *map(int, children)]:
-            try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.pid() is not None:
-            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
-
-
 @pytest.fixture(scope="module")
 def postgres_cluster() -> Iterator[PostgresServer]:
-    if not (PG_BIN / "initdb").exists():
+    if postgres_bin() is None:
         pytest.fail("PostgreSQL is not installed (no /usr/lib/postgresql/*/bin/initdb, no pg_ctl on PATH)")
     directory = Path(tempfile.mkdtemp(prefix="fg-pg-"))
     server = PostgresServer(directory)
