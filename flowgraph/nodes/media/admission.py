@@ -13,9 +13,13 @@ One multi-stream ``ingest`` node asks :meth:`Admission.admit` for every RTMP ``p
   connection refused — refuses (fails closed).
 
 Then the limits: ``max_streams`` live streams (one more publisher is refused, "stream limit reached"), and one
-publisher per stream: ``takeover: replace`` (default) lets a new publisher of a live stream take it over — the old
-connection is closed and the stream goes on without an end (a publisher reconnecting from a dead TCP connection
-must not wait out its timeout); ``takeover: refuse`` refuses the newcomer while the stream is live.
+publisher per stream: ``takeover: refuse`` (default) refuses a new publisher of a live stream while its publisher
+is sending (409 / ``NetStream.Publish.Rejected``, counted ``stream_busy``) — as nginx-rtmp ("already publishing")
+and SRS ("stream is busy") do, so a leaked or well-known key cannot hijack a live stream and two encoders
+configured with one key do not knock each other off in turn; a publisher that has sent nothing for
+``STALE_PUBLISHER_S`` is presumed gone (its encoder reconnecting from a dead connection) and is replaced.
+``takeover: replace`` (MediaMTX's default, ``overridePublisher: yes``) lets any newcomer take the stream over. On a
+takeover the old connection is closed and the stream goes on without an end.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -59,7 +64,7 @@ class AdmissionConfig:
     on_publish: str = ""
     on_publish_timeout_s: float = 3.0
     max_streams: int = 16
-    takeover: Literal["replace", "refuse"] = "replace"
+    takeover: Literal["replace", "refuse"] = "refuse"
 
     @property
     def dynamic(self) -> bool:
@@ -133,6 +138,7 @@ class Admission:
         #: stream_id → the publisher holding it.
         self.live: dict[str, Publisher] = {}
         self.admitted = 0
+        self.takeovers = 0
         self.refused: dict[str, int] = {}
         self._http: Any = None
 
@@ -141,18 +147,28 @@ class Admission:
             await self._http.close()
             self._http = None
 
-    async def admit(self, who: Publisher) -> str:
-        """The stream id ``who`` publishes as; raises :class:`Refused`. Claims the slot (see :meth:`release`)."""
+    async def admit(self, who: Publisher, busy: Callable[[str], str | None] | None = None) -> str:
+        """The stream id ``who`` publishes as; raises :class:`Refused`. Claims the slot (see :meth:`release`).
+
+        When the stream has a publisher, ``busy(stream_id)`` says why the newcomer is refused (the live source's
+        :meth:`~.source.Source.refusal` under this config's ``takeover``), or None to let it take over.
+        """
         try:
             stream_id = await self._authorise(who)
             holder = self.live.get(stream_id)
-            if holder is not None and self.config.takeover == "refuse":
-                raise Refused(f"stream {stream_id!r} already has a publisher (takeover: refuse)", 409, "stream_busy")
+            if holder is not None:
+                why = busy(stream_id) if busy is not None else (
+                    None if self.config.takeover == "replace" else
+                    f"stream {stream_id!r} already has a publisher (takeover: refuse)")
+                if why is not None:
+                    raise Refused(why, 409, "stream_busy")
             if holder is None and len(self.live) >= self.config.max_streams:
                 raise Refused(f"stream limit reached ({self.config.max_streams} live streams)", 503, "stream_limit")
         except Refused as exc:
             self.refused[exc.kind] = self.refused.get(exc.kind, 0) + 1
             raise
+        if holder is not None:
+            self.takeovers += 1
         self.live[stream_id] = who
         self.admitted += 1
         return stream_id
@@ -205,7 +221,7 @@ class Admission:
 
     def describe(self) -> dict[str, Any]:
         return {"live": len(self.live), "max_streams": self.config.max_streams, "admitted": self.admitted,
-                "refused": dict(self.refused), "takeover": self.config.takeover,
+                "refused": dict(self.refused), "takeover": self.config.takeover, "takeovers": self.takeovers,
                 "key_file_reloads": self.file.reloads if self.file else None}
 
 

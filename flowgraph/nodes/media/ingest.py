@@ -78,8 +78,8 @@ class Ingest(Node):
         max_streams: int = param(16, "multi-stream: live streams at most; one more publisher is refused",
                                  minimum=1, maximum=100_000)
         takeover: Literal["replace", "refuse"] = param(
-            "replace", "multi-stream: a second publisher of a live stream replaces the first (replace) or is "
-                       "refused while it is live (refuse)")
+            "refuse", "rtmp:// and whip://: a second publisher of a live stream is refused while the first is "
+                      "sending (refuse; one silent for 2 s is replaced) or replaces it (replace)")
         max_kbps: int = param(0, "multi-stream: per-stream bandwidth limit (kbit/s, 4 s burst); a publisher above "
                                  "it is disconnected (0 = none)", minimum=0)
 
@@ -196,7 +196,7 @@ class Ingest(Node):
         if scheme in ("rtmp", "rtmps") and p.listen:
             from .rtmp import RtmpSource
 
-            return RtmpSource(p.stream_id, p.url, self.ctx)
+            return RtmpSource(p.stream_id, p.url, self.ctx, takeover=p.takeover)
         if scheme == "whip" and self.whip is not None:
             return self.whip.new_source()
         from .pull import PullConfig, PullSource

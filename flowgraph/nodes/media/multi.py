@@ -139,7 +139,7 @@ class MultiIngest:
     async def _admit(self, who: Publisher, make: Any) -> LiveStream:
         if not self._accepting:
             raise Refused("ingest is not accepting publishers now", 503, "stopping")
-        stream_id = await self.admission.admit(who)
+        stream_id = await self.admission.admit(who, busy=self._busy)
         claims = self.node.ctx.shared(CLAIMS, dict)
         owner = claims.get(stream_id)
         if owner is not None and owner is not self:  # the same key live over RTMP and WHIP: one stream, one source
@@ -162,13 +162,21 @@ class MultiIngest:
                  len(self.streams))
         return live
 
+    def _busy(self, stream_id: str) -> str | None:
+        """Why a newcomer may not take ``stream_id`` over now (None: it may), from the live source."""
+        live = self.streams.get(stream_id)
+        if live is None or live.finishing:
+            return None
+        reason: str | None = live.source.refusal(self.admission.config.takeover)
+        return reason
+
     async def _admit_rtmp(self, session: RtmpSession, key: str) -> Any:
         from .rtmp import RtmpSource
 
         def make(stream_id: str) -> RtmpSource:
             url = f"rtmp://{self.host}:{self.port}/{self.app}/{stream_id}"
-            return RtmpSource(stream_id, url, self.node.ctx,
-                              idle_timeout_s=float(self.node.params.timeout_s))
+            return RtmpSource(stream_id, url, self.node.ctx, idle_timeout_s=float(self.node.params.timeout_s),
+                              takeover=self.admission.config.takeover)
 
         live = await self._admit(Publisher(key, session.peer, "rtmp", self.app), make)
         return live.source

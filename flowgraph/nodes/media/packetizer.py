@@ -24,6 +24,9 @@ class IngestCounters:
     dropped: int = 0
     rejected: int = 0
     publishers: int = 0
+    #: A new publisher replaced a live (or silent) one; a new publisher refused because the stream was live.
+    takeovers: int = 0
+    refused_busy: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -8,8 +8,10 @@ is read from the socket, and keeps listening across publishers — downstream no
 
 Several ingest nodes may share one port (``rtmp://0.0.0.0:1935/live/a`` and ``.../live/b``): one server per
 address, keyed by ``app/key``. A publisher with an unknown key or app is answered ``NetStream.Publish.BadName``,
-disconnected, logged and counted (``rejected``). A second publisher on a live key takes over (the old connection
-is usually a dead one the publisher is reconnecting from).
+disconnected, logged and counted (``rejected``). A second publisher on a live key is refused
+(``NetStream.Publish.Rejected``, counted ``refused_busy``) unless the node says ``takeover: replace`` or the first
+has sent nothing for :data:`~.source.STALE_PUBLISHER_S` (a dead connection its encoder is reconnecting from):
+then the old connection is closed and the stream goes on (counted ``takeovers``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
@@ -46,11 +49,14 @@ class RtmpSource(Source):
 
     is_async = True
 
-    def __init__(self, stream_id: str, url: str, hubs: Hubs, idle_timeout_s: float = 10.0) -> None:
+    def __init__(self, stream_id: str, url: str, hubs: Hubs, idle_timeout_s: float = 10.0,
+                 takeover: str = "refuse") -> None:
         super().__init__(stream_id)
         self.host, self.port, self.app, self.key = parse_rtmp_url(url)
         self.hubs = hubs
         self.idle_timeout_s = idle_timeout_s
+        #: ``refuse`` or ``replace``: what a second publisher of this key gets while the first is live.
+        self.takeover = takeover
         self.state = "waiting"
         self._queue: asyncio.Queue[Packet | None] = asyncio.Queue()
         self._skip_to_key = False
@@ -66,31 +72,22 @@ class RtmpSource(Source):
 
     # -- server side (event loop) -----------------------------------------------------------------------------
     def attach(self, session: RtmpSession) -> None:
-        """A publisher was accepted for this key; an older one is disconnected."""
-        old = self._session
-        self._session = session
-        if old is not None and old is not session:
-            log.warning("stream %s: new publisher %s replaces %s", self.stream_id, session.peer, old.peer)
+        """A publisher was accepted for this key (see :meth:`refusal`); one it replaces is disconnected."""
+        old = self._take_publisher(session, session.peer)
+        if isinstance(old, RtmpSession):
             old.close()
-        self.counters.publishers += 1
-        if self.counters.publishers > 1:
-            self.counters.reconnects += 1
-        self.publisher = session.peer
         self.state = "live"
         self.on_change()
         # the new publisher's clock restarts; continue our timeline one frame after the last packet
         self._offset_pending = True
 
     def detach(self, session: RtmpSession) -> None:
-        if self._session is session:
-            self._session = None
-            self.state = "waiting"
-            self.publisher = None
-            self.on_change()
+        self._drop_publisher(session)
 
     def push(self, session: RtmpSession, packet: Packet) -> None:
         if session is not self._session:
             return
+        self.last_media = time.monotonic()
         if self._skip_to_key:
             if not packet.keyframe:
                 self.counters.dropped += 1

@@ -315,6 +315,13 @@ class RtmpSession:
             self._status(stream_id, "error", "NetStream.Publish.BadName", "invalid stream key")
             self.close()
             return None
+        busy = source.refusal(source.takeover, self)
+        if busy is not None:
+            source.counters.refused_busy += 1
+            log.warning("RTMP publisher %s refused: %s", self.peer, busy)
+            self._status(stream_id, "error", "NetStream.Publish.Rejected", busy)
+            self.close()
+            return None
         self._start(source, stream_id)
         return None
 

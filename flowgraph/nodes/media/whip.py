@@ -40,8 +40,6 @@ log = logging.getLogger("flowgraph.media.whip")
 
 TIME_BASE = Fraction(1, 90_000)
 QUEUE_FRAMES = 240
-#: A WHIP session that delivered no frame for this long may be replaced by a new publisher.
-STALE_PUBLISHER_S = 2.0
 
 
 class WhipSource(Source):
@@ -61,34 +59,23 @@ class WhipSource(Source):
         self._transcoder: Any = None
         self._skip_to_key = False
         self._tasks: set[asyncio.Future[None]] = set()
-        #: ``time.monotonic()`` of the current session's latest frame (a live publisher is not replaced).
-        self.last_frame = 0.0
 
     # -- sessions (event loop) --------------------------------------------------------------------------------
     def attach(self, session: WhipSession) -> None:
-        old, self._session = self._session, session
-        if old is not None and old is not session:
-            log.warning("stream %s: WHIP session %s replaces %s", self.stream_id, session.id, old.id)
-        self.counters.publishers += 1
-        if self.counters.publishers > 1:
-            self.counters.reconnects += 1
-        self.publisher = session.peer
+        """``session`` publishes this stream now (see :meth:`refusal`); the caller closes one it replaced."""
+        self._take_publisher(session, session.peer)
         self.state = "connecting"
         self.on_change()
         self._session_origin = None
 
     def detach(self, session: WhipSession) -> None:
-        if self._session is session:
-            self._session = None
-            self.state = "waiting"
-            self.publisher = None
-            self.on_change()
+        self._drop_publisher(session)
 
     def deliver(self, session: WhipSession, codec: Any, frame: Any) -> None:
         if session is not self._session:
             return
         self.state = "live"
-        self.last_frame = time.monotonic()
+        self.last_media = time.monotonic()
         if self._queue.qsize() >= QUEUE_FRAMES:
             while not self._queue.empty():
                 self._queue.get_nowait()
@@ -291,6 +278,11 @@ class WhipEndpoint:
             return json_error(400, "the SDP offer is not UTF-8 text")
         if "m=video" not in offer:
             return json_error(400, "the SDP offer has no video section")
+        busy = source.refusal(self.node.params.takeover)
+        if busy is not None:
+            source.counters.refused_busy += 1
+            log.warning("WHIP %s: publisher %s refused: %s", self.path, request.remote, busy)
+            return json_error(409, busy)
         session = WhipSession(source, str(request.remote))
         try:
             answer = await session.answer(offer)
@@ -298,10 +290,10 @@ class WhipEndpoint:
             await session.close()
             log.warning("WHIP %s: bad offer from %s: %s", self.path, request.remote, exc)
             return json_error(400, f"cannot answer this offer: {exc}")
+        source.attach(session)  # before closing the session it replaces, whose leaving would detach the stream
         for old in list(self.sessions.values()):
             await old.close()
         self.sessions = {session.id: session}
-        source.attach(session)
         location = f"{self.path}/{session.id}"
         log.info("stream %s: WHIP publisher %s connected (session %s)", source.stream_id, request.remote,
                  session.id)

@@ -165,7 +165,8 @@ async def test_keyframe_request_becomes_a_pli_to_the_publisher() -> None:
 async def test_multi_stream_whip_admits_each_key_as_its_stream_and_ends_it() -> None:
     from flowgraph.messages import StreamEnd
 
-    graph = ingest_graph({"url": "whip://", "keys": "k1=alpha,k2=beta", "max_streams": 2}, on_error="skip_message")
+    graph = ingest_graph({"url": "whip://", "keys": "k1=alpha,k2=beta", "max_streams": 2, "takeover": "replace"},
+                         on_error="skip_message")
     async with running(graph) as rt:
         base = rt.server.url
         alpha, beta = Publisher(base + "/whip", "k1"), Publisher(base + "/whip", "k2")
