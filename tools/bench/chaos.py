@@ -101,7 +101,9 @@ class ViewerChurn:
         self.first_packet_s: list[float] = []
         self.no_video = 0          # answered, but no RTP within 20 s (a join while the publisher was away)
         self.refused: dict[int, int] = {}  # HTTP status → count (404 while the stream is not live)
-        self.video_stopped = 0     # RTP stopped for 5 s while watching (publisher dropped): left and rejoined
+        #: no frame for 5 s while watching — the publisher dropped, or this (nice'd, Python) client fell behind —
+        #: so the viewer left and rejoined
+        self.video_stopped = 0
         self.completed = 0         # watched for the whole hold and left
         self.errors: list[str] = []
         self.frames = 0
@@ -221,7 +223,7 @@ async def interim_table(minute: float, stores: dict[str, dict[str, Any]], redis_
     figures = churn.figures() if churn is not None else None
     if figures:
         print(f"   viewers: {figures['joins']} joins, {figures['watching']} watching, {figures['completed']} "
-              f"watched to the end, {figures['video_stopped']} saw the publisher drop, {figures['no_video']} no "
+              f"watched to the end, {figures['video_stopped']} saw video stop for 5 s, {figures['no_video']} no "
               f"video, refused {figures['refused']}, {figures['errors']} errors; first packet p50 "
               f"{figures['first_packet_ms_p50']} ms, max {figures['first_packet_ms_max']} ms", flush=True)
     print("", flush=True)
@@ -423,7 +425,7 @@ async def chaos(args: argparse.Namespace, out: Path) -> int:
     if churn is not None:
         v = churn.figures()
         print(f"viewer churn ({v['viewers']} viewers): {v['joins']} joins, {v['completed']} watched to the end, "
-              f"{v['video_stopped']} saw the publisher drop and rejoined, {v['no_video']} no video within 20 s, "
+              f"{v['video_stopped']} saw video stop for 5 s and rejoined, {v['no_video']} no video within 20 s, "
               f"refused {v['refused']}, {v['errors']} errors; first packet p50 {v['first_packet_ms_p50']} ms, "
               f"max {v['first_packet_ms_max']} ms; {v['frames']} frames received")
         for line in v["first_errors"]:
