@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -26,6 +25,8 @@ from .errors import NodeError
 from .messages import Message, StreamEnd
 from .metrics import NodeStats
 from .node import Node
+from .stream_end import MarkerGate
+from .supervisor import Fatal, Supervisor
 
 frames_log = logging.getLogger("flowgraph.frames")
 _DONE = object()
@@ -40,7 +41,7 @@ class NodeRunner:
         self.node: Node = plan.cls(ctx, plan.params)
         self.stats = NodeStats()
         self.inputs: list[tuple[str, Channel, bool]] = []
-        self._on_fatal = on_fatal
+        self.supervisor = Supervisor(self.name, plan.on_error, self.stats, on_fatal)
         self._executor: ThreadPoolExecutor | None = None
         self._cuda: Any = None
         self._wakeup: asyncio.Future[None] | None = None
@@ -49,8 +50,6 @@ class NodeRunner:
         self._sync = plan.cls.blocking()
         self._inline = plan.mode == "inline"
         self._default_output = next(iter(plan.cls.outputs)) if len(plan.cls.outputs) == 1 else None
-        self._backoff = plan.on_error.backoff_s
-        self._last_failure = float("-inf")
         self.task: asyncio.Task[None] | None = None
         #: Runners fused into this one's stage: called inline, finished when this one finishes.
         self.fused_consumers: list[NodeRunner] = []
@@ -61,12 +60,8 @@ class NodeRunner:
         self._log_frames = False
         #: Feedback input ports: a stream-end marker coming back on one is ignored (no loops).
         self._feedback_ports: set[str] = set()
-        #: {origin node: input edges its stream-end markers arrive on} (set by the runtime; see stream_end.py).
-        self.marker_inputs: dict[str, int] = {}
-        #: Markers seen on fewer inputs than expected so far, by identity (fan-out hands every edge one object).
-        self._marker_arrivals: dict[int, tuple[StreamEnd, int]] = {}
-        #: Markers acted on (a surplus copy is ignored).
-        self._ended: deque[StreamEnd] = deque(maxlen=256)
+        #: Stream-end copies counted per marker (the runtime sets ``markers.expected``; see stream_end.py).
+        self.markers = MarkerGate()
 
     # -- wiring ---------------------------------------------------------------------------------------------
     def attach_input(self, port: str, channel: Channel, feedback: bool = False) -> None:
@@ -141,7 +136,7 @@ class NodeRunner:
             else:
                 await self._consume()
             natural = True
-        except _Fatal:
+        except Fatal:
             pass
         finally:
             await self.finish(natural)
@@ -239,7 +234,7 @@ class NodeRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self._failed(exc, msg)
+            await self.supervisor.failed(self.node, exc, msg)
         finally:
             elapsed = time.perf_counter() - started
             self.stats.process_time.add(elapsed)
@@ -250,16 +245,8 @@ class NodeRunner:
     async def _end_stream(self, port: str, msg: StreamEnd) -> None:
         """One stream ended: once its marker came on every input it reaches this node by, the node frees the
         stream's state and the marker goes on once on every output (unless the node forwards it itself)."""
-        if port in self._feedback_ports or any(seen is msg for seen in self._ended):
+        if port in self._feedback_ports or not self.markers.complete(msg):
             return
-        expected = self.marker_inputs.get(msg.origin, 1)
-        _, arrived = self._marker_arrivals.pop(id(msg), (msg, 0))
-        if arrived + 1 < expected:
-            self._marker_arrivals[id(msg)] = (msg, arrived + 1)
-            while len(self._marker_arrivals) > 1024:  # bounded even if a branch never forwards its copy
-                self._marker_arrivals.pop(next(iter(self._marker_arrivals)))
-            return
-        self._ended.append(msg)
         self.stats.streams_ended += 1
         try:
             result = self.node.end_stream(msg)
@@ -326,7 +313,7 @@ class NodeRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                await self._failed(exc, None)
+                await self.supervisor.failed(self.node, exc, None)
                 if self.node.stopping:
                     return
 
@@ -345,58 +332,6 @@ class NodeRunner:
         finally:
             with contextlib.suppress(Exception):
                 await self.offload(generator.close)
-
-    # -- failures -------------------------------------------------------------------------------------------
-    async def _failed(self, exc: Exception, msg: Any) -> None:
-        error = NodeError(self.name, getattr(msg, "frame_id", None), exc)
-        self.stats.errors += 1
-        self.stats.last_error = str(error)
-        if self.plan.on_error.policy == "skip_message" and msg is not None:
-            self.node.log.error("%s (message skipped)", error, exc_info=exc)
-            return
-        restart = self.plan.on_error.policy == "restart"
-        if restart:
-            with contextlib.suppress(Exception):
-                await self.node.stop()
-        while True:
-            if not await self._backoff_or_give_up(error, exc):
-                return
-            if not restart:
-                break
-            try:
-                await self.node.start()
-                break
-            except Exception as start_exc:
-                error = NodeError(self.name, None, start_exc)
-                exc = start_exc
-                self.stats.errors += 1
-                self.stats.last_error = str(error)
-        self.stats.state = "running"
-
-    async def _backoff_or_give_up(self, error: NodeError, exc: Exception) -> bool:
-        """Wait out the backoff before the next attempt; False if the graph is stopping meanwhile."""
-        policy = self.plan.on_error
-        limit = policy.max_restarts
-        if policy.policy == "stop" or (limit is not None and self.stats.restarts >= limit):
-            why = "on_error: stop" if policy.policy == "stop" else f"gave up after {self.stats.restarts} restarts"
-            self.node.log.error("%s (%s)", error, why, exc_info=exc)
-            self.stats.state = "failed"
-            self._on_fatal(error)
-            raise _Fatal from exc
-        now = time.monotonic()
-        if now - self._last_failure > policy.backoff_max_s:  # healthy for a while: start the backoff afresh
-            self._backoff = policy.backoff_s
-        self._last_failure = now
-        delay = self._backoff
-        self._backoff = min(self._backoff * 2, policy.backoff_max_s)
-        self.stats.restarts += 1
-        self.stats.state = "restarting"
-        self.node.log.error("%s (restart %d in %.2fs)", error, self.stats.restarts, delay, exc_info=exc)
-        return not await self.node.wait_stopping(delay)
-
-
-class _Fatal(Exception):
-    """Unwinds a runner whose node failed under ``on_error: stop``."""
 
 
 def _all_ended(inputs: list[tuple[str, Channel, bool]]) -> bool:

@@ -105,7 +105,7 @@ class Runtime:
         """Tell each runner how many copies of a stream-end marker it waits for (after a build or a live edit)."""
         expected = marker_fan_in(self.plan)
         for name, runner in self.runners.items():
-            runner.marker_inputs = expected.get(name, {})
+            runner.markers.expected = expected.get(name, {})
 
     def _fatal(self, error: NodeError) -> None:
         if self.failure is None:

@@ -9,9 +9,15 @@ message re-creates state for a stream that is gone.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 
 from .compile import ExecutionPlan
+from .messages import StreamEnd
+
+#: Markers a node remembers having acted on (a surplus copy arriving later is ignored).
+REMEMBERED = 256
+#: Markers waiting for their other copies, per node (bounded even if a branch never forwards its copy).
+PENDING_MAX = 1024
 
 
 def marker_fan_in(plan: ExecutionPlan) -> dict[str, dict[str, int]]:
@@ -36,3 +42,26 @@ def marker_fan_in(plan: ExecutionPlan) -> dict[str, dict[str, int]]:
             if edge.source in nodes:
                 counts[edge.target][origin] = counts[edge.target].get(origin, 0) + 1
     return dict(counts)
+
+
+class MarkerGate:
+    """One node's count of stream-end copies: :meth:`complete` is true once per marker, when its copy came on
+    every input edge it reaches the node by (``expected``, from :func:`marker_fan_in`)."""
+
+    def __init__(self) -> None:
+        #: {origin node: input edges its markers arrive on}; 1 when not listed
+        self.expected: dict[str, int] = {}
+        self._pending: dict[int, tuple[StreamEnd, int]] = {}  # by identity: fan-out hands every edge one object
+        self._done: deque[StreamEnd] = deque(maxlen=REMEMBERED)
+
+    def complete(self, marker: StreamEnd) -> bool:
+        if any(seen is marker for seen in self._done):
+            return False
+        _, arrived = self._pending.pop(id(marker), (marker, 0))
+        if arrived + 1 < self.expected.get(marker.origin, 1):
+            self._pending[id(marker)] = (marker, arrived + 1)
+            while len(self._pending) > PENDING_MAX:
+                self._pending.pop(next(iter(self._pending)))
+            return False
+        self._done.append(marker)
+        return True
