@@ -267,7 +267,8 @@ async def test_the_graph_page_shows_edits_as_they_land(plan) -> None:
     try:
         async with Chromium() as browser:
             page = await browser.open(rt.server.url + "/graph")
-            await page.wait_for("document.getElementById('version').textContent.includes('graph version 1')",
+            # the page may still be loading: optional chaining keeps the wait from throwing on a missing element
+            await page.wait_for("document.getElementById('version')?.textContent.includes('graph version 1')",
                                 timeout=30)
             assert await page.eval("document.getElementById('node-d') === null")
             result = await rt.live.apply_text(BASE + "  d: {node: collect, inputs: {inp: t/out}}\n")
