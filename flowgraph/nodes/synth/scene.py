@@ -18,6 +18,7 @@ import numpy as np
 
 from .body import Posed, pose_walker
 from .camera import Camera, CameraConfig
+from .lens import Lens
 from .people import Schedule, Walker, stage_for
 from .truth import FrameTruth, frame_truth
 
@@ -32,7 +33,8 @@ class SceneConfig:
     gait: walk | run | mixed; paths: line | diagonal | curve | mixed; speed_variation: the largest relative
     amplitude of a person's sinusoidal speed change (0 = constant speed); appearance: figure | photo;
     background: field | track | photo | plain; stamp: draw the frame-counter/capture-time stamp
-    (see :mod:`.stamp`) with capture time ``t0_ms + i × 1000 / fps`` unless ``render`` is given one.
+    (see :mod:`.stamp`) with capture time ``t0_ms + i × 1000 / fps`` unless ``render`` is given one;
+    lens_k1: radial lens distortion (see :mod:`.lens`; 0 = exact pinhole, < 0 barrel).
     """
 
     width: int = 1280
@@ -52,6 +54,7 @@ class SceneConfig:
     walkers: tuple[Walker, ...] = ()
     stamp: bool = False
     t0_ms: int = 0
+    lens_k1: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -71,6 +74,8 @@ class SceneConfig:
             problems.append(f"appearance must be one of {APPEARANCES}, got {self.appearance!r}")
         if self.background not in BACKGROUNDS:
             problems.append(f"background must be one of {BACKGROUNDS}, got {self.background!r}")
+        if not -0.3 <= self.lens_k1 <= 0.3:
+            problems.append(f"lens_k1 must be -0.3..0.3, got {self.lens_k1}")
         if problems:
             raise ValueError("SceneConfig: " + "; ".join(problems))
 
@@ -87,6 +92,7 @@ class Scene:
             config = replace(config, **overrides)
         self.config = config
         self.camera = Camera(config.camera, config.width, config.height)
+        self.lens = Lens(config.lens_k1, config.width, config.height) if config.lens_k1 else None
         min_px = config.min_person_px if config.min_person_px is not None else 0.11 * config.height
         self.stage = stage_for(self.camera, near_y=config.near_m, far_y=config.far_m, min_person_px=min_px,
                                gait=config.gait, paths=config.paths, speed_variation=config.speed_variation,
@@ -121,9 +127,18 @@ class Scene:
                  ((xs_mid[0] + xs_mid[1]) / 2.0, mid_y), (xs_mid[0], mid_y)]
         out = []
         for x, y in world:
-            u, v = self.camera.ground_to_image(np.array([x, y]))
+            uv = self.camera.ground_to_image(np.array([x, y]))
+            u, v = self.lens.distort(uv) if self.lens is not None else uv
             out.append({"image": [round(float(u), 3), round(float(v), 3)], "world": [round(x, 4), round(y, 4)]})
         return out
+
+    def measured_calibration(self, noise_px: float, seed: int = 0) -> list[dict[str, list[float]]]:
+        """:attr:`calibration` as a person clicking the points would give it: each image point off by Gaussian
+        pixel noise (σ = ``noise_px``), deterministic per ``seed``. Through the lens when the scene has one."""
+        rng = np.random.default_rng(seed)
+        return [{"image": [round(u + float(du), 3), round(v + float(dv), 3)], "world": point["world"]}
+                for point in self.calibration
+                for (u, v), (du, dv) in [(point["image"], rng.normal(0.0, noise_px, 2))]]
 
     def _visible_x(self, y: float, inset: float) -> tuple[float, float]:
         v = float(self.camera.ground_to_image(np.array([0.0, y]))[1])
@@ -155,7 +170,7 @@ class Scene:
         """Ground truth of a frame without drawing it."""
         out = frame_truth(frame_index, self.time_of(frame_index), self.posed(frame_index), self.camera)
         out.t_capture_ms = self.capture_ms(frame_index)
-        return out
+        return self.lens.truth(out) if self.lens is not None else out
 
     def capture_ms(self, frame_index: int) -> int:
         return int(self.config.t0_ms + round(frame_index * 1000.0 / self.config.fps))
@@ -197,9 +212,13 @@ class Scene:
             for p in posed:
                 draw_person(out, p)
         truth = frame_truth(frame_index, self.time_of(frame_index), posed, self.camera)
-        truth.t_capture_ms = self.capture_ms(frame_index) if t_capture_ms is None else int(t_capture_ms)
-        if self.config.stamp:
+        captured = self.capture_ms(frame_index) if t_capture_ms is None else int(t_capture_ms)
+        truth.t_capture_ms = captured
+        if self.lens is not None:
+            np.copyto(out, self.lens.apply(out))
+            truth = self.lens.truth(truth)
+        if self.config.stamp:  # drawn after the lens: a stamp is an overlay, not part of the scene
             from .stamp import draw_stamp
 
-            draw_stamp(out, frame_index, truth.t_capture_ms)
+            draw_stamp(out, frame_index, captured)
         return out, truth

@@ -47,12 +47,16 @@ def make_node(params: dict[str, Any]) -> Vibrio:
 
 
 def evaluate(config: SceneConfig, params: dict[str, Any], frames: int, *, start: int = 0, min_visible: float = 0.5,
-             calibrated: bool = True, min_confidence: float = 0.5) -> SceneScore:
-    """Analyse ``frames`` rendered frames; MOT metrics over people at least ``min_visible`` visible."""
+             calibrated: bool = True, min_confidence: float = 0.5, calibration_noise_px: float = 0.0) -> SceneScore:
+    """Analyse ``frames`` rendered frames; MOT metrics over people at least ``min_visible`` visible.
+
+    The calibration points are the scene's own (exact unless the scene has a lens), or with
+    ``calibration_noise_px`` as a person would click them (Gaussian pixel noise, seeded by the scene's seed)."""
     scene = Scene(config)
     params = dict(params)
     if calibrated:
-        params["calibration"] = scene.calibration
+        params["calibration"] = (scene.measured_calibration(calibration_noise_px, seed=config.seed)
+                                 if calibration_noise_px else scene.calibration)
     node = make_node(params)
     acc = mm.MOTAccumulator(auto_id=True)
     score = SceneScore({})
