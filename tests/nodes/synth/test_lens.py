@@ -23,7 +23,7 @@ def test_distort_and_undistort_are_inverse_and_barrel_pulls_corners_in() -> None
 
 
 def test_out_of_range_k1_is_refused_with_its_value() -> None:
-    with pytest.raises(ValueError, match="lens_k1 must be -0.3..0.3, got 0.5"):
+    with pytest.raises(ValueError, match=r"lens_k1 must be -0\.3\.\.0\.3, got 0\.5"):
         SceneConfig(lens_k1=0.5)
 
 
