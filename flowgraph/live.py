@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .channel import Channel
-from .compile import ExecutionPlan, compile_plan
+from .compile import EdgePlan, ExecutionPlan, compile_plan
 from .context import NodeContext
 from .errors import FlowgraphError
 from .registry import Registry
-from .rewire import GraphDiff, diff_plans, edge_key
+from .rewire import EdgeKey, GraphDiff, diff_plans, edge_key
 from .runner import NodeRunner
 from .spec import parse_spec
 
@@ -181,23 +181,40 @@ class LiveGraph:
         return None
 
     async def _apply(self, new: ExecutionPlan, diff: GraphDiff) -> int:
-        rt = self.runtime
-        old = rt.plan
+        """Apply a checked ``diff`` whose coming nodes :meth:`_prepare` built, in the module docstring's three
+        steps; returns how many queued messages were lost with edges that changed or went."""
         going = set(diff.removed) | set(diff.restarted)
         coming = set(diff.added) | set(diff.restarted)
+        self._update_live_params(new, diff)
+        channels = {edge_key(edge): channel for edge, channel in self.runtime.channels if channel is not None}
+        new_edges = {edge_key(edge): edge for edge in new.edges}
+        kept = {key for key in channels if key in new_edges and key not in diff.edges_changed}
+        # 1. stop what goes
+        lost = self._detach(channels, kept, going, coming)
+        await self._stop(going)
+        # 2. wire what comes (built and set up by _prepare)
+        self._wire(new, new_edges, channels, kept, coming)
+        # 3. start, sinks first
+        await self._start(new, coming)
+        return lost
+
+    def _update_live_params(self, new: ExecutionPlan, diff: GraphDiff) -> None:
         for name in diff.live:
-            runner = rt.runners[name]
+            runner = self.runtime.runners[name]
             runner.node.update_params(new.nodes[name].params)
             runner.plan = new.nodes[name]
 
-        channels = {edge_key(edge): channel for edge, channel in rt.channels if channel is not None}
-        new_edges = {edge_key(e): e for e in new.edges}
-        kept = {key for key in channels if key in new_edges and key not in diff.edges_changed}
+    def _detach(self, channels: dict[EdgeKey, Channel], kept: set[EdgeKey], going: set[str],
+                coming: set[str]) -> int:
+        """Unhook the channels that change hands; returns the messages lost with edges that change or go.
+
+        Nodes that stay keep sending into kept channels throughout; a going node finishes the message it holds
+        and hands its output channels over unclosed (their consumers see no end).
+        """
+        runners = self.runtime.runners
         lost = 0
-        # 1. stop what goes. Nodes that stay keep sending into kept channels throughout; a going node finishes
-        #    the message it holds and hands its output channels over unclosed (their consumers see no end).
         for key, channel in channels.items():
-            producer, consumer = rt.runners[key[0]], rt.runners[key[2]]
+            producer, consumer = runners[key[0]], runners[key[2]]
             if key not in kept and key[0] not in going:
                 producer.node._outputs[key[1]].disconnect(channel)
             if key in kept:
@@ -208,7 +225,12 @@ class LiveGraph:
             else:
                 lost += len(channel)
                 consumer.detach_input(channel)
-        stopping = [rt.runners[name] for name in old.order if name in going]
+        return lost
+
+    async def _stop(self, going: set[str]) -> None:
+        """Stop the going nodes (in the running plan's order), cancelling any that outlast the drain timeout."""
+        rt = self.runtime
+        stopping = [rt.runners[name] for name in rt.plan.order if name in going]
         for runner in stopping:
             runner.handover = True
             runner.request_stop()
@@ -226,7 +248,12 @@ class LiveGraph:
                 for channel in list(output.channels):
                     output.disconnect(channel)
             del rt.runners[runner.name]
-        # 2. wire what comes (built and set up by _prepare)
+
+    def _wire(self, new: ExecutionPlan, new_edges: dict[EdgeKey, EdgePlan], channels: dict[EdgeKey, Channel],
+              kept: set[EdgeKey], coming: set[str]) -> None:
+        """Adopt the prepared nodes and connect every edge of ``new``: kept channels to the coming nodes at their
+        ends, new channels (the edge's size and policy) for the rest; ``new`` becomes the running plan."""
+        rt = self.runtime
         rt.runners.update(self._fresh)
         wired: list[tuple[Any, Channel | None]] = []
         for key, edge in new_edges.items():
@@ -239,7 +266,11 @@ class LiveGraph:
         rt.channels = wired
         rt.plan = new
         rt.wire_markers()
-        # 3. start, sinks first
+
+    async def _start(self, new: ExecutionPlan, coming: set[str]) -> None:
+        """Start the coming nodes, sinks first, and hand their tasks to the runtime; one whose start fails is
+        marked failed (the graph goes on)."""
+        rt = self.runtime
         fresh = [rt.runners[name] for name in reversed(new.order) if name in coming]
         self._fresh = {}
         for runner in fresh:
@@ -253,7 +284,6 @@ class LiveGraph:
         for runner in fresh:
             if runner.stats.state != "failed":
                 rt.adopt(runner.launch())
-        return lost
 
     # -- sources of new versions ----------------------------------------------------------------------------
     async def watch(self, path: str | Path, interval: float = 0.05) -> None:
