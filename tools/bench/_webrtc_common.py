@@ -1,5 +1,6 @@
 """Shared parts of the WebRTC benchmarks: a stamped 720p publisher, server launchers (flowgraph, the minimal
-aiortc passthrough server, Janus), and process CPU/memory sampling.
+aiortc passthrough server, Janus), the browser case runner, and process CPU/memory sampling (the light
+receive-only viewers are in ``_light_viewers.py``).
 
 The publisher renders frames with the synth frame stamp (frame id + capture time in ms, drawn just before the
 encoder), encodes them with libx264 zero-latency and pushes RTMP (flowgraph, minimal server) or RTP (Janus).
@@ -18,12 +19,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _net import free_port
+
+if TYPE_CHECKING:
+    from flowgraph.nodes.webrtc.browser import Chromium
 
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -109,6 +113,17 @@ def start_publisher(url: str, **kwargs: Any) -> Proc:
     return Proc([PY, str(Path(__file__)), "publish", url, *extra])
 
 
+@contextlib.asynccontextmanager
+async def publishing(url: str, **kwargs: Any) -> AsyncIterator[Proc]:
+    """A publisher pushing to ``url`` for the length of the block (``async with``, beside a server's; see
+    :func:`publish` for ``kwargs``)."""
+    publisher = start_publisher(url, **kwargs)
+    try:
+        yield publisher
+    finally:
+        publisher.stop()
+
+
 async def wait_http(url: str, timeout: float = 20.0) -> None:
     import aiohttp
 
@@ -176,20 +191,37 @@ nodes:
     inputs: {{video: encode/packets}}
 """
 
+FLOWGRAPH_SFU = """
+name: bench-sfu
+nodes:
+  ingest:
+    node: ingest
+    params: {{url: "rtmp://127.0.0.1:{rtmp}/live/bench", stream_id: bench}}
+    inputs: {{control: {{from: viewers/control, feedback: true}}}}
+  viewers:
+    node: sfu_out
+    params: {{spawn: 2, streams: [bench], max_viewers_per_instance: 100000}}
+    inputs: {{video: ingest/packets}}
+"""
+
+#: graph template and start-up allowance (s) per kind; sfu_out starts two Janus processes first
+FLOWGRAPH_KINDS = {"passthrough": (FLOWGRAPH_PASSTHROUGH, 20.0), "transcode": (FLOWGRAPH_TRANSCODE, 20.0),
+                   "sfu": (FLOWGRAPH_SFU, 40.0)}
+
 
 @contextlib.asynccontextmanager
 async def flowgraph_server(kind: str = "passthrough", *, workers: int = 0, join: str = "gop",
                            tmp: Path) -> AsyncIterator[tuple[str, str, Proc]]:
-    """A ``flowgraph run`` subprocess; yields (http base url, rtmp publish url, process)."""
+    """A ``flowgraph run`` subprocess (``kind``: passthrough, transcode, or sfu: ``sfu_out`` with two spawned
+    Janus instances); yields (http base url, rtmp publish url, process)."""
+    template, startup_s = FLOWGRAPH_KINDS[kind]
     rtmp, http = free_port(), free_port()
-    text = (FLOWGRAPH_PASSTHROUGH if kind == "passthrough" else FLOWGRAPH_TRANSCODE).format(
-        rtmp=rtmp, workers=workers, join=join)
     graph = tmp / f"{kind}.yaml"
-    graph.write_text(text)
+    graph.write_text(template.format(rtmp=rtmp, workers=workers, join=join))
     proc = Proc([FLOWGRAPH, "run", str(graph), "--port", str(http)], log=str(tmp / f"{kind}.log"))
     try:
         base = f"http://127.0.0.1:{http}"
-        await wait_http(base + "/api/webrtc/streams")
+        await wait_http(base + "/api/webrtc/streams", timeout=startup_s)
         yield base, f"rtmp://127.0.0.1:{rtmp}/live/bench", proc
     finally:
         proc.stop()
@@ -264,6 +296,35 @@ async def janus_server(*, tmp: Path) -> AsyncIterator[tuple[str, str, Proc]]:
         yield base, f"rtp://127.0.0.1:{video}", proc
     finally:
         proc.stop()
+
+
+# -- running cases in one browser -----------------------------------------------------------------------------
+async def run_browser_cases(cases: Iterable[str], run_case: Callable[[str, Chromium, Path], Awaitable[dict[str, Any]]],
+                            *, log_tail: bool = False) -> list[dict[str, Any]]:
+    """Each case in turn with one headless Chromium and one temporary folder; returns their results in order.
+
+    A case that fails becomes ``{"case": name, "error": ...}`` and the others still run (with ``log_tail``, the
+    end of the case's server log, ``<case>.log``, goes to stderr with the error).
+    """
+    from flowgraph.nodes.webrtc.browser import Chromium
+
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="fg-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        async with Chromium() as browser:
+            for case in cases:
+                started = time.monotonic()
+                try:
+                    results.append(await run_case(case, browser, tmp))
+                except Exception as exc:  # one failing case still leaves the others' numbers
+                    log = tmp / f"{case}.log"
+                    tail = ""
+                    if log_tail:
+                        tail = "\n" + (log.read_text()[-2000:] if log.exists() else "")
+                    print(f"case {case} failed: {exc!r}{tail}", file=sys.stderr)
+                    results.append({"case": case, "error": repr(exc)})
+                print(f"[{case}: {time.monotonic() - started:.0f}s] {results[-1]}", file=sys.stderr)
+    return results
 
 
 # -- measuring processes ------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ Cases (one stamped 720p30 1.6 Mbit/s publisher each):
   sfu              ingest -> sfu_out (spawn: 2 Janus instances); viewers signal with POST /api/stream/connect
   janus            bare Janus (1 instance, same generated settings), fed RTP directly, viewers use Janus's API
   janus-old        bare Janus as the earlier baseline ran it: 100-port RTP range, full ICE, a thread per viewer
-Viewers are webrtc_viewers.py's light aiortc clients (count RTP packets only) in 4 processes. CPU is sampled for
+Viewers are _light_viewers.py's light aiortc clients (count RTP packets only) in 4 processes. CPU is sampled for
 the server side only: for "sfu" the graph process and the Janus processes separately and together. Per-viewer
 CPU = (CPU with N viewers - CPU with none) / N in % of one core. The host is shared: load is printed.
 
@@ -27,39 +27,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _light_viewers import light_viewers
 from _net import free_port
 from _report import record
-from _webrtc_common import FLOWGRAPH, Proc, cpu_seconds, flowgraph_server, start_publisher, tree, wait_http
-from webrtc_viewers import Clients
+from _webrtc_common import Proc, cpu_seconds, flowgraph_server, publishing, tree
 
 from flowgraph.nodes.sfu.janus import JanusClient, JanusSettings, LocalJanus
-
-SFU_GRAPH = """
-name: bench-sfu
-nodes:
-  ingest:
-    node: ingest
-    params: {{url: "rtmp://127.0.0.1:{rtmp}/live/bench", stream_id: bench}}
-    inputs: {{control: {{from: viewers/control, feedback: true}}}}
-  viewers:
-    node: sfu_out
-    params: {{spawn: 2, streams: [bench], max_viewers_per_instance: 100000}}
-    inputs: {{video: ingest/packets}}
-"""
-
-
-@contextlib.asynccontextmanager
-async def sfu_server(tmp: Path) -> AsyncIterator[tuple[str, str, Proc]]:
-    rtmp, http = free_port(), free_port()
-    graph = tmp / "sfu.yaml"
-    graph.write_text(SFU_GRAPH.format(rtmp=rtmp))
-    proc = Proc([FLOWGRAPH, "run", str(graph), "--port", str(http)], log=str(tmp / "sfu.log"))
-    try:
-        base = f"http://127.0.0.1:{http}"
-        await wait_http(base + "/api/webrtc/streams", timeout=40)
-        yield base, f"rtmp://127.0.0.1:{rtmp}/live/bench", proc
-    finally:
-        proc.stop()
 
 
 @contextlib.asynccontextmanager
@@ -125,41 +98,27 @@ async def measure(pid: int, seconds: float) -> dict[str, float]:
 
 async def run_case(name: str, counts: list[int], seconds: float, tmp: Path) -> list[dict[str, Any]]:
     if name == "sfu":
-        server: Any = sfu_server(tmp)
+        server: Any = flowgraph_server("sfu", tmp=tmp)
     elif name.startswith("janus"):
         server = bare_janus(tmp, old=name == "janus-old")
     else:
         server = flowgraph_server("passthrough", tmp=tmp)
     kind = "janus" if name.startswith("janus") else "http"
     rows: list[dict[str, Any]] = []
-    async with server as (base, publish_url, proc):
-        publisher = start_publisher(publish_url)
-        try:
-            await asyncio.sleep(5)
-            idle = await measure(proc.pid, seconds / 2)
-            rows.append({"case": name, "viewers": 0, **idle, "load": os.getloadavg()[0]})
-            for count in counts:
-                clients = Clients(kind, base, count, tmp)
-                try:
-                    deadline = time.monotonic() + 30 + count * 0.3
-                    for _ in range(int(deadline - time.monotonic()) * 2):
-                        if clients.receiving() >= count:
-                            break
-                        await asyncio.sleep(0.5)
-                    receiving = clients.receiving()
-                    await asyncio.sleep(2)
-                    cpu = await measure(proc.pid, seconds)
-                    row = {"case": name, "viewers": count, "receiving": receiving, **cpu,
-                           "per_viewer_pct": (cpu["cpu_pct"] - idle["cpu_pct"]) / count,
-                           "own_per_viewer_pct": (cpu["own_cpu_pct"] - idle["own_cpu_pct"]) / count,
-                           "load": os.getloadavg()[0]}
-                    rows.append(row)
-                    print(f"[{name}] {row}", file=sys.stderr, flush=True)
-                finally:
-                    clients.stop()
-                await asyncio.sleep(3)
-        finally:
-            publisher.stop()
+    async with server as (base, publish_url, proc), publishing(publish_url):
+        await asyncio.sleep(5)
+        idle = await measure(proc.pid, seconds / 2)
+        rows.append({"case": name, "viewers": 0, **idle, "load": os.getloadavg()[0]})
+        for count in counts:
+            async with light_viewers(kind, base, count, tmp) as receiving:
+                cpu = await measure(proc.pid, seconds)
+                row = {"case": name, "viewers": count, "receiving": receiving, **cpu,
+                       "per_viewer_pct": (cpu["cpu_pct"] - idle["cpu_pct"]) / count,
+                       "own_per_viewer_pct": (cpu["own_cpu_pct"] - idle["own_cpu_pct"]) / count,
+                       "load": os.getloadavg()[0]}
+                rows.append(row)
+                print(f"[{name}] {row}", file=sys.stderr, flush=True)
+            await asyncio.sleep(3)
     return rows
 
 

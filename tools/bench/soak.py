@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("BENCH_STREAM", "main")
 
 import numpy as np
+from _light_viewers import Clients
 from _servers import Postgres, Redis, free_port
 from _webrtc_common import FLOWGRAPH, PY, ROOT, Proc, cpu_seconds, rss_mib, tree, wait_http
-from webrtc_viewers import Clients
 
 STREAM = "main"
 

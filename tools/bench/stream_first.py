@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _net import free_port
 from _report import record
-from _webrtc_common import FLOWGRAPH, ROOT, Proc, cpu_seconds, start_publisher, tree, wait_http, wait_stream
+from _webrtc_common import (
+    FLOWGRAPH,
+    ROOT,
+    Proc,
+    cpu_seconds,
+    publishing,
+    run_browser_cases,
+    tree,
+    wait_http,
+    wait_stream,
+)
 
 from flowgraph.nodes.webrtc import probe
 from flowgraph.nodes.webrtc.browser import Chromium
@@ -111,24 +120,20 @@ def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def run_case(case: str, browser: Chromium, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"case": case}
-    async with server(case, tmp) as (base, rtmp_url, stream, proc):
-        publisher = start_publisher(rtmp_url)
+    async with server(case, tmp) as (base, rtmp_url, stream, proc), publishing(rtmp_url):
+        await wait_stream(base, stream, timeout=60)
+        await asyncio.sleep(3)  # CV warm: workers up, models loaded, first frames analysed
+        samples: list[dict[str, Any]] = []
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(watch(base, proc.pid, samples, stop))
         try:
-            await wait_stream(base, stream, timeout=60)
-            await asyncio.sleep(3)  # CV warm: workers up, models loaded, first frames analysed
-            samples: list[dict[str, Any]] = []
-            stop = asyncio.Event()
-            watcher = asyncio.create_task(watch(base, proc.pid, samples, stop))
-            try:
-                result["latency"] = await probe.latency(browser, f"{base}/", seconds=args.seconds)
-            finally:
-                stop.set()
-                await watcher
-            result.update(summarise(samples))
-            result["connect"] = await probe.connects(browser, f"{base}/", args.connects)
-            result["load"] = [round(x, 2) for x in os.getloadavg()]
+            result["latency"] = await probe.latency(browser, f"{base}/", seconds=args.seconds)
         finally:
-            publisher.stop()
+            stop.set()
+            await watcher
+        result.update(summarise(samples))
+        result["connect"] = await probe.connects(browser, f"{base}/", args.connects)
+        result["load"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
 
@@ -180,19 +185,8 @@ async def main() -> None:
     parser.add_argument("--connects", type=int, default=6)
     parser.add_argument("--cases", default="cv-off,cv-process,cv-thread")
     args = parser.parse_args()
-    results = []
-    with tempfile.TemporaryDirectory(prefix="fg-bench-") as tmpdir:
-        async with Chromium() as browser:
-            for case in args.cases.split(","):
-                started = time.monotonic()
-                try:
-                    results.append(await run_case(case, browser, Path(tmpdir), args))
-                except Exception as exc:  # one failing case still leaves the others' numbers
-                    log = Path(tmpdir) / f"{case}.log"
-                    tail = log.read_text()[-2000:] if log.exists() else ""
-                    print(f"case {case} failed: {exc!r}\n{tail}", file=sys.stderr)
-                    results.append({"case": case, "error": repr(exc)})
-                print(f"[{case}: {time.monotonic() - started:.0f}s] {results[-1]}", file=sys.stderr)
+    results = await run_browser_cases(args.cases.split(","),
+                                      lambda case, browser, tmp: run_case(case, browser, tmp, args), log_tail=True)
     print_table(results)
     record("stream_first", results)
 

@@ -17,8 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +29,8 @@ from _webrtc_common import (
     flowgraph_server,
     janus_server,
     minimal_server,
-    start_publisher,
+    publishing,
+    run_browser_cases,
     wait_stream,
 )
 
@@ -65,40 +64,30 @@ async def janus_page_server() -> Any:
 async def run_case(name: str, browser: Chromium, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"case": name}
     if name == "janus":
-        async with janus_server(tmp=tmp) as (api, rtp_url, _), janus_page_server() as pages:
-            publisher = start_publisher(rtp_url)
-            try:
-                await asyncio.sleep(3)
-                url = f"{pages}/?janus={api}"
-                result["latency"] = await probe.latency(browser, url, seconds=args.seconds)
-                result["connect"] = await probe.connects(browser, url, args.connects)
-            finally:
-                publisher.stop()
+        async with janus_server(tmp=tmp) as (api, rtp_url, _), janus_page_server() as pages, publishing(rtp_url):
+            await asyncio.sleep(3)
+            url = f"{pages}/?janus={api}"
+            result["latency"] = await probe.latency(browser, url, seconds=args.seconds)
+            result["connect"] = await probe.connects(browser, url, args.connects)
         return result
     if name == "sfu":   # flowgraph's page and signalling, media through sfu_out's two Janus instances
-        from sfu_viewers import sfu_server
-
-        server: Any = sfu_server(tmp)
+        server: Any = flowgraph_server("sfu", tmp=tmp)
     elif name.startswith("minimal"):
         server = minimal_server("passthrough", tmp=tmp)
     else:
         kind = "transcode" if name.startswith("transcode") else "passthrough"
         join = "keyframe" if name.endswith("keyframe") else "gop"
         server = flowgraph_server(kind, join=join, tmp=tmp)
-    async with server as (base, rtmp_url, _):
-        publisher = start_publisher(rtmp_url)
-        try:
-            if name.startswith("minimal") or name == "sfu":
-                await asyncio.sleep(3)
-            else:
-                await wait_stream(base, "bench")
-            url = f"{base}/"
-            if not name.endswith("keyframe"):
-                result["latency"] = await probe.latency(browser, url, seconds=args.seconds)
-            result["connect"] = await probe.connects(browser, url, args.connects)
-            result["connect_full"] = await probe.connects(browser, url + "?gather=full", args.connects)
-        finally:
-            publisher.stop()
+    async with server as (base, rtmp_url, _), publishing(rtmp_url):
+        if name.startswith("minimal") or name == "sfu":
+            await asyncio.sleep(3)
+        else:
+            await wait_stream(base, "bench")
+        url = f"{base}/"
+        if not name.endswith("keyframe"):
+            result["latency"] = await probe.latency(browser, url, seconds=args.seconds)
+        result["connect"] = await probe.connects(browser, url, args.connects)
+        result["connect_full"] = await probe.connects(browser, url + "?gather=full", args.connects)
     return result
 
 
@@ -139,17 +128,8 @@ async def main() -> None:
     parser.add_argument("--connects", type=int, default=6)
     parser.add_argument("--cases", default="minimal,janus,sfu,flowgraph,transcode,transcode-keyframe")
     args = parser.parse_args()
-    results = []
-    with tempfile.TemporaryDirectory(prefix="fg-bench-") as tmpdir:
-        async with Chromium() as browser:
-            for name in args.cases.split(","):
-                started = time.monotonic()
-                try:
-                    results.append(await run_case(name, browser, Path(tmpdir), args))
-                except Exception as exc:  # one failing case still leaves the others' numbers
-                    print(f"case {name} failed: {exc!r}", file=sys.stderr)
-                    results.append({"case": name, "error": repr(exc)})
-                print(f"[{name}: {time.monotonic() - started:.0f}s] {results[-1]}", file=sys.stderr)
+    results = await run_browser_cases(args.cases.split(","),
+                                      lambda name, browser, tmp: run_case(name, browser, tmp, args))
     print_tables(results)
     record("webrtc_latency", results)
 
