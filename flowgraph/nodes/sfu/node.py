@@ -32,6 +32,8 @@ from flowgraph.ports import Input, Output
 from .errors import JanusError
 
 if TYPE_CHECKING:
+    from flowgraph.context import NodeContext
+
     from .janus import JanusClient, LocalJanus
 
 _INSTANCE_SCHEMA = {
@@ -233,6 +235,22 @@ class SfuOut(ViewerNode):
                                               minimum=1)
 
     # -- lifecycle ------------------------------------------------------------------------------------------
+    def __init__(self, ctx: NodeContext, params: Any = None) -> None:
+        super().__init__(ctx, params)
+        #: Resources, filled by start() and emptied by stop(): spawned Janus processes, the instances in use,
+        #: one feed per stream, the viewers connected through us.
+        self.local: list[LocalJanus] = []
+        self.instances: list[Instance] = []
+        self.feeds: dict[str, StreamFeed] = {}
+        self.viewers: dict[str, Viewer] = {}
+        self.pts_wanted: set[int] = set()
+        self._tasks: list[asyncio.Task[Any]] = []
+        #: Kept across restarts.
+        self.declared = set(self.params.streams)
+        self._controls: asyncio.Queue[Control] = asyncio.Queue(maxsize=32)
+        self.counts = {"control_dropped": 0, "viewers_total": 0, "connect_failures": 0, "hangups": 0,
+                       "instance_deaths": 0}
+
     async def start(self) -> None:
         from .janus import JanusSettings, LocalJanus, new_secret
 
@@ -243,16 +261,10 @@ class SfuOut(ViewerNode):
             raise ValueError(f"sfu_out {self.name!r}: no SFU instances: list them in 'instances' or set 'spawn'")
         api_secret = os.environ.get(p.api_secret_env, "")
         admin_key = os.environ.get(p.admin_key_env, "")
-        self.local: list[LocalJanus] = []
-        self.instances: list[Instance] = []
-        self.feeds: dict[str, StreamFeed] = {}
-        self.viewers: dict[str, Viewer] = {}
-        self.pts_wanted: set[int] = set()
-        self.declared = set(p.streams)
-        self._controls: asyncio.Queue[Control] = asyncio.Queue(maxsize=32)
-        self.counts = {"control_dropped": 0, "viewers_total": 0, "connect_failures": 0, "hangups": 0,
-                       "instance_deaths": 0}
-        self._tasks: list[asyncio.Task[Any]] = []
+        self.local = []
+        self.instances = []
+        self.viewers = {}
+        self.pts_wanted = set()
         if p.spawn:
             self._spawn_dir = Path(tempfile.mkdtemp(prefix=f"fg-janus-{self.name}-"))
             secret, key = api_secret or new_secret(), admin_key or new_secret()
@@ -286,19 +298,19 @@ class SfuOut(ViewerNode):
         self._tasks.append(asyncio.create_task(self._send_controls(), name=f"{self.name}:control"))
 
     async def stop(self) -> None:
-        for task in getattr(self, "_tasks", []):
+        for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        for inst in getattr(self, "instances", []):
+        for inst in self.instances:
             if inst.client is not None:
                 await inst.client.close()
                 inst.client = None
-        for feed in getattr(self, "feeds", {}).values():
+        for feed in self.feeds.values():
             feed.close()
         self.feeds = {}
-        for local in getattr(self, "local", []):
+        for local in self.local:
             await asyncio.to_thread(local.stop)
         self.local = []
 
@@ -448,7 +460,7 @@ class SfuOut(ViewerNode):
 
     # -- Backend protocol (the signalling router calls these; ViewerNode answers max_sdp_bytes, default_stream) -
     def _stream_ids(self) -> list[str]:
-        return sorted(self.declared | set(getattr(self, "feeds", {})))
+        return sorted(self.declared | set(self.feeds))
 
     def known(self, stream_id: str) -> bool:
         return stream_id in self._stream_ids()
@@ -602,9 +614,9 @@ class SfuOut(ViewerNode):
                                           viewers=self.viewers_of(stream_id), whep=f"/whep/{stream_id}")
 
     def counters(self) -> dict[str, Any]:
-        feeds = getattr(self, "feeds", {})
-        return {**getattr(self, "counts", {}), "viewers": len(getattr(self, "viewers", {})),
-                "healthy_instances": sum(1 for i in getattr(self, "instances", []) if i.healthy),
+        feeds = self.feeds
+        return {**self.counts, "viewers": len(self.viewers),
+                "healthy_instances": sum(1 for i in self.instances if i.healthy),
                 "rtp_packets": sum(f.packets for f in feeds.values()),
                 "keyframe_requests": sum(f.keyframe_requests for f in feeds.values()),
                 "analytics_oversize_dropped": sum(f.analytics_oversize for f in feeds.values()),
