@@ -64,6 +64,8 @@ class RayCluster:
         register_serializers()
         if ray.is_initialized():  # an embedder (or a test) connected this process already: use that Ray
             self.joined_existing = True
+            with contextlib.suppress(Exception):
+                self.address = str(ray.get_runtime_context().gcs_address)
             return self.describe()
         namespace = str(self.conf.get("namespace") or NAMESPACE)
         common: dict[str, Any] = {"namespace": namespace, "configure_logging": False, "log_to_driver": True}
