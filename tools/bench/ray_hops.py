@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -208,12 +209,14 @@ def main() -> int:
         print(unavailable_row("ray_hops", f"Ray needs a network namespace here (it listens on every interface): "
                                           f"{exc}"))
         return 0
-    os.environ.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="fgray"))
+    ray_tmp = tempfile.mkdtemp(prefix="fgray")  # short: Ray's Unix socket paths must fit 107 bytes
+    os.environ["RAY_TMPDIR"] = ray_tmp
     try:
         with netns.inside(name):
             return asyncio.run(measure(args.messages, args.seconds))
     finally:
         netns.delete(name)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
