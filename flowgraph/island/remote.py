@@ -19,9 +19,10 @@ import logging
 import time
 from typing import Any, ClassVar
 
+from ..messages import StreamEnd
 from ..metrics import Samples
 from ..node import Node, NodeContext
-from .transport import Answer, RemoteError, Transport, WorkerSpec
+from .transport import END_STREAM_PORT, Answer, RemoteError, Transport, WorkerSpec
 
 #: Seconds a worker has to import its libraries and run the node's ``start()`` (model loading included).
 START_TIMEOUT_S = 120.0
@@ -103,6 +104,11 @@ class RemoteNode(Node):
         self.remote_time.add(time.perf_counter() - started)
         for port_name, out in answer.outputs:
             await self._outputs[port_name].send(out)
+
+    async def end_stream(self, end: StreamEnd) -> None:
+        """The node in the worker frees the stream's state too (the runner forwards the marker downstream)."""
+        if self.transport.alive:
+            await self.call(END_STREAM_PORT, end)
 
     async def _respawn(self) -> None:
         wait = self._last_start + self.respawn_backoff_s - time.monotonic()

@@ -78,3 +78,7 @@ class Transport(Protocol):
     def stats(self) -> dict[str, Any]:
         """Transport figures for metrics (frames and bytes through shared memory, ...)."""
         ...
+
+
+#: The port name under which a stream-end marker is handed to the worker: it calls the node's ``end_stream``.
+END_STREAM_PORT = "__end_stream__"

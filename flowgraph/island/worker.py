@@ -30,7 +30,7 @@ from ..node import Node
 from ..streams import StreamRegistry
 from . import wire
 from .frames import RingAnnouncement, RingView, dump_answer, load_call
-from .transport import WorkerSpec
+from .transport import END_STREAM_PORT, WorkerSpec
 
 log = logging.getLogger("flowgraph.island")
 
@@ -151,7 +151,7 @@ class Worker:
         msg: Any = None
         try:
             (port, msg), incoming = load_call(body, self.ring)
-            result = self.handlers[port](msg)
+            result = self.node.end_stream(msg) if port == END_STREAM_PORT else self.handlers[port](msg)
             if inspect.isawaitable(result):
                 result = self.loop.run_until_complete(result)
             outputs = _outputs(result, self.default)

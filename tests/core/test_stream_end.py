@@ -118,3 +118,19 @@ nodes:
         position = next(i for i, m in enumerate(seen) if isinstance(m, StreamEnd))
         assert all(m.value < 10 for m in seen[:position] if m.stream_id == "a")
         assert all(m.value >= 15 for m in seen[position + 1:] if m.stream_id == "a")
+
+
+async def test_a_node_in_a_worker_process_frees_the_stream_in_its_process() -> None:
+    """A process-isolated node's stand-in hands the marker to the worker, where the node's own end_stream runs
+    (its counters come back from that process); the marker still goes on downstream once."""
+    rt = await run_to_end(compile_text("""
+nodes:
+  src: {node: streams}
+  cv: {node: burn, isolation: process, params: {ms: 0}, inputs: {inp: {from: src/out, policy: block, queue: 64}}}
+  sink: {node: sink, inputs: {inp: {from: cv/out, policy: block, queue: 64}}}
+""", registry=registry()), timeout=120)
+    assert rt.exit_code == 0
+    assert rt.runners["cv"].node.counters()["streams_ended"] == ["a"]
+    seen = rt.runners["sink"].node.seen  # type: ignore[attr-defined]
+    assert [m.stream_id for m in seen if isinstance(m, StreamEnd)] == ["a"]
+    assert sum(1 for m in seen if not isinstance(m, StreamEnd)) == 40

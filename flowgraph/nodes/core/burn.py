@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from flowgraph.messages import Message
+from flowgraph.messages import Message, StreamEnd
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
@@ -32,6 +32,7 @@ class Burn(Node):
         super().__init__(*args, **kwargs)
         self.burned_s = 0.0
         self.messages = 0
+        self.streams_ended: list[str] = []
         self._matrix: Any = None
         self._last: float | None = None
 
@@ -63,5 +64,8 @@ class Burn(Node):
         self._last = now
         return msg
 
+    def end_stream(self, end: StreamEnd) -> None:
+        self.streams_ended = [*self.streams_ended[-15:], end.stream_id]
+
     def counters(self) -> dict[str, Any]:
-        return {"messages": self.messages, "burned_s": round(self.burned_s, 3)}
+        return {"messages": self.messages, "burned_s": round(self.burned_s, 3), "streams_ended": self.streams_ended}
