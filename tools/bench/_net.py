@@ -1,9 +1,10 @@
-"""Loopback helpers shared by the benchmarks: free ports and waiting for a listener."""
+"""Loopback helpers shared by the benchmarks: free ports (TCP or UDP) and waiting for a listener."""
 
 from __future__ import annotations
 
 import socket
-import time
+
+from flowgraph.testservers import wait_port  # noqa: F401  (one implementation, shared with the test fixtures)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -11,14 +12,3 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 20.0) -> None:
-    """Block until something accepts TCP connections on 127.0.0.1:``port``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
