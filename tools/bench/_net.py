@@ -1,10 +1,8 @@
-"""Loopback helpers shared by the benchmarks: free ports (TCP or UDP) and waiting for a listener."""
+"""Loopback helpers shared by the benchmarks: free ports (TCP or UDP; waiting for a listener: flowgraph.testservers)."""
 
 from __future__ import annotations
 
 import socket
-
-from flowgraph.testservers import wait_port  # noqa: F401  (one implementation, shared with the test fixtures)
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
