@@ -49,5 +49,9 @@ nodes:
         await page.wait_for("window.fg && window.fg.stampLatencies.length > 30", timeout=20)
         samples = await page.eval("fg.stampLatencies.map(s => s[1])")
         ids = await page.eval("fg.stampLatencies.map(s => s[0])")
-        assert all(0 < s < 2000 for s in samples), [s for s in samples if not 0 < s < 2000]
+        # display time (requestVideoFrameCallback's expectedDisplayTime, a vsync estimate) minus the capture time read
+        # from the picture: a misread stamp gives seconds or nonsense; a correct one may land a few ms below zero when
+        # the estimate precedes the real display (seen once: -6.9 ms, one sample of 31, fresh-clone CI run)
+        assert all(-25 < s < 2000 for s in samples), [s for s in samples if not -25 < s < 2000]
+        assert sorted(samples)[len(samples) // 2] > 0, "the median latency must be positive"
         assert ids == sorted(ids) and len(set(ids)) > 20, "frame ids from the stamp must increase"
