@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,13 @@ async def test_page_plays_video_with_overlays_desktop_and_phone(tmp_path: Path) 
         assert_in_step(await box_errors(page))
         assert fg["lat"] and 0 < sorted(fg["lat"])[len(fg["lat"]) // 2] < 1000
         await page.wait_for("document.querySelectorAll('.toast').length > 0", timeout=5)
-        shot = await page.screenshot(tmp_path / "desktop.png")
-        assert colour_pixels(shot, TRACK7) > 200, "no overlay box pixels in the screenshot"
+        # a screenshot can fall between two overlay draws (seen once in CI: 12 pixels): the box must show in one of five
+        for _ in range(5):
+            shot = await page.screenshot(tmp_path / "desktop.png")
+            if colour_pixels(shot, TRACK7) > 200:
+                break
+            await asyncio.sleep(0.2)
+        assert colour_pixels(shot, TRACK7) > 200, "no overlay box pixels in five screenshots"
         # with boxes switched off the box colour disappears (the pixels came from the overlay, not the video)
         await page.eval("document.getElementById('show-boxes').click()")
         await page.eval("new Promise(r => setTimeout(r, 300))")
