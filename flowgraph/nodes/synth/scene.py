@@ -136,9 +136,12 @@ class Scene:
         """:attr:`calibration` as a person clicking the points would give it: each image point off by Gaussian
         pixel noise (σ = ``noise_px``), deterministic per ``seed``. Through the lens when the scene has one."""
         rng = np.random.default_rng(seed)
-        return [{"image": [round(u + float(du), 3), round(v + float(dv), 3)], "world": point["world"]}
-                for point in self.calibration
-                for (u, v), (du, dv) in [(point["image"], rng.normal(0.0, noise_px, 2))]]
+        points = self.calibration
+        for point in points:
+            offset = rng.normal(0.0, noise_px, 2)
+            point["image"] = [round(point["image"][0] + float(offset[0]), 3),
+                              round(point["image"][1] + float(offset[1]), 3)]
+        return points
 
     def _visible_x(self, y: float, inset: float) -> tuple[float, float]:
         v = float(self.camera.ground_to_image(np.array([0.0, y]))[1])
