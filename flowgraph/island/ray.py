@@ -239,7 +239,7 @@ class NodeHost:
 
         self.loop.run_until_complete(self.node.start())
         if self.spec.nice:
-            lower_priority(self.spec.nice)
+            lower_priority(self.spec.nice, group=False)
         context = ray.get_runtime_context()
         return {"pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0), "ray_node": context.get_node_id(),
                 "ray_ip": ray.util.get_node_ip_address()}  # type: ignore[no-untyped-call]

@@ -76,8 +76,8 @@ class RemoteNode(Node):
         self._last_start = time.monotonic()
         self._worker_info = await self.transport.start(self.spec(), START_TIMEOUT_S)
         self.worker_starts += 1
-        self.log.info("runs in worker process %s (nice %s)", self._worker_info.get("pid"),
-                      self._worker_info.get("nice"))
+        self.log.info("runs in worker process %s (nice %s, scheduling group nice %s)", self._worker_info.get("pid"),
+                      self._worker_info.get("nice"), self._worker_info.get("group_nice"))
 
     async def stop(self) -> None:
         await self.transport.close(STOP_TIMEOUT_S)
@@ -139,6 +139,7 @@ class RemoteNode(Node):
         island = {"isolation": "process", "alive": self.transport.alive, "worker_starts": self.worker_starts,
                   "worker_deaths": self.worker_deaths, "remote_errors": self.remote_errors,
                   "call_ms_p50": call["p50"], "call_ms_p99": call["p99"], "node_ms_p50": inside["p50"],
-                  "node_ms_p99": inside["p99"], **self.transport.stats()}
+                  "node_ms_p99": inside["p99"], "nice": self._worker_info.get("nice"),
+                  "group_nice": self._worker_info.get("group_nice"), **self.transport.stats()}
         return {**self._remote_counters, "island": island}
 

@@ -128,6 +128,8 @@ nodes:
         pid = cv.transport.pid
         assert pid is not None and pid != os.getpid() and _alive(pid)
         assert os.getpriority(os.PRIO_PROCESS, pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 10
+        if cv._worker_info["group_nice"] is not None:  # the kernel groups by session: the worker's group yields too
+            assert os.getsid(pid) != os.getsid(0) and cv._worker_info["group_nice"] == 10
         frames = collected(rt, "out")
         buffers = rt.runners["src"].node._buffers  # type: ignore[attr-defined]
         assert all(any(f.image is b for b in buffers) for f in frames), "frames come back as the graph's objects"
@@ -137,6 +139,7 @@ nodes:
         assert node["mode"] == "process" and node["processed"] >= 10 and node["errors"] == 0
         assert node["counters"]["messages"] >= 1  # the node's own counters, from its process
         assert node["counters"]["island"]["frames_shared"] >= 10 and node["counters"]["island"]["alive"]
+        assert node["counters"]["island"]["nice"] >= 10
         edge = next(e for e in snap["edges"] if e["to"] == "cv/inp")
         assert edge["policy"] == "latest" and edge["size"] == 1 and edge["depth"] <= 1
         console = Console(width=200, record=True)
