@@ -14,7 +14,7 @@ in-server = ingest socket → RTP sender per live packet (webrtc_out's ``in_serv
 moriarty's processed messages per second over the latency window; CPU = the server process and its workers, % of
 one core, and the video process alone. Everything shares this host: numbers move with its load (printed).
 
-    python tools/bench/stream_first.py [--seconds 10] [--connects 6] [--cases cv-off,cv-process,cv-thread]
+    python tools/bench/stream_first.py [--seconds 30] [--connects 6] [--cases cv-off,cv-process,cv-thread]
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def _ok(flag: bool) -> str:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--connects", type=int, default=6)
     parser.add_argument("--cases", default="cv-off,cv-process,cv-thread")
     args = parser.parse_args()
