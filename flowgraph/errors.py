@@ -66,5 +66,10 @@ class NodeError(FlowgraphError):
         super().__init__(f"{where}: {type(cause).__name__}: {cause}")
 
 
+class PermanentError(FlowgraphError):
+    """A failure no retry can mend (a source file that does not exist): the graph stops with this message,
+    whatever the node's ``on_error`` says, instead of restarting the node forever."""
+
+
 class DeviceError(FlowgraphError):
     """A requested device does not exist on this machine."""

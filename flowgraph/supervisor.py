@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .errors import NodeError
+from .errors import NodeError, PermanentError
 from .metrics import NodeStats
 from .node import Node
 from .spec import ErrorPolicy
@@ -65,9 +65,11 @@ class Supervisor:
         """Wait out the backoff before the next attempt; False if the graph is stopping meanwhile."""
         policy = self.policy
         limit = policy.max_restarts
-        if policy.policy == "stop" or (limit is not None and self.stats.restarts >= limit):
-            why = "on_error: stop" if policy.policy == "stop" else f"gave up after {self.stats.restarts} restarts"
-            node.log.error("%s (%s)", error, why, exc_info=exc)
+        permanent = isinstance(exc, PermanentError)
+        if permanent or policy.policy == "stop" or (limit is not None and self.stats.restarts >= limit):
+            why = ("no retry can mend it" if permanent else "on_error: stop" if policy.policy == "stop"
+                   else f"gave up after {self.stats.restarts} restarts")
+            node.log.error("%s (%s)", error, why, exc_info=None if permanent else exc)
             self.stats.state = "failed"
             self._on_fatal(error)
             raise Fatal from exc

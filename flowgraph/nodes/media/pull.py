@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import av
 
+from flowgraph.errors import PermanentError
 from flowgraph.messages import Packet
 from flowgraph.redact import redact_url
 
@@ -36,6 +37,10 @@ LIVE_OPTIONS = {"fflags": "nobuffer", "flags": "low_delay", "probesize": "65536"
 
 class MediaError(Exception):
     """A source that cannot produce H.264 (no video, unsupported codec with ``transcode: never``, unreadable)."""
+
+
+class MediaNotFound(MediaError, PermanentError):
+    """A file source that does not exist: retrying cannot help, so the graph stops and says which file."""
 
 
 @dataclass
@@ -80,7 +85,7 @@ class PullSource(Source):
         self.shown = redact_url(config.url)
         self.publisher = self.shown
         if self.kind == "file" and not os.path.exists(self.target):
-            raise MediaError(f"file not found: {self.target}")
+            raise MediaNotFound(f"file not found: {self.target}")
         self._transcoder: Transcoder | None = None
         self._pts_offset = 0
 

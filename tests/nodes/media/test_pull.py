@@ -117,6 +117,14 @@ async def test_bad_sources_fail_with_a_clear_message(url: str, message: str) -> 
     assert rt.exit_code == 1 and message in str(rt.failure)
 
 
+async def test_missing_file_stops_the_graph_even_under_restart() -> None:
+    """A file that is not there cannot appear by retrying: the graph stops at once with the file's name, where
+    ``on_error: restart`` used to back off and retry forever."""
+    rt = await run_to_end(ingest_graph({"url": "/nonexistent/clip.mp4"}, on_error="restart"), timeout=20)
+    assert rt.exit_code == 1 and "file not found: /nonexistent/clip.mp4" in str(rt.failure)
+    assert rt.runners["src"].stats.restarts == 0 and rt.runners["src"].stats.state == "failed"
+
+
 def _http_flv_server(procs: Processes, port: int) -> None:
     """ffmpeg serving a live FLV stream over HTTP (it waits for one client, then encodes in real time)."""
     procs.start([*FFMPEG, "-re", "-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate=30", "-c:v", "libx264",
