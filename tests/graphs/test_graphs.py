@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sqlite3
 from pathlib import Path
 
@@ -118,6 +119,8 @@ async def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
         assert message["payload"]["stream_id"] == "demo"
     detections = [m["payload"] for m in messages if m["type"] == "detection"]
     assert any(p["tracks"] for p in detections), "vibrio found nobody in the synthetic scene"
+    on_person, boxes = boxes_on_their_people(detections)
+    assert boxes >= 10 and on_person >= 0.8 * boxes, f"{on_person} of {boxes} track boxes sit on a person"
     assert "demo" in json.dumps(listing)
     bets = [m["payload"] for m in messages if m["type"] == "betting_opportunity"]
     assert bets, "the demo's rules never produced a betting opportunity"
@@ -125,3 +128,26 @@ async def test_demo_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     assert shot.stat().st_size > 10_000
     rows = sqlite3.connect(db).execute("select count(*) from analytics").fetchone()[0]
     assert rows > 0
+
+
+def boxes_on_their_people(detections: list[dict]) -> tuple[int, int]:
+    """(boxes on a person, boxes): each track box is compared with the synthetic truth of the very picture it
+    was computed on (the testsrc picture index is its pts in seconds × fps): its centre must lie within half the
+    person's height of a visible person's box centre. A box drawn on the wrong picture, or beside the person,
+    fails this where a count of coloured pixels did not."""
+    from flowgraph.nodes.synth import Scene, SceneConfig
+
+    scene = Scene(SceneConfig(width=1280, height=720, fps=10, people=2, seed=2))  # the DEMO_OVERRIDES camera
+    on_person = boxes = 0
+    for payload in detections:
+        if payload["pts_seconds"] is None:
+            continue
+        people = [p for p in scene.truth(round(payload["pts_seconds"] * 10)).people if p.visible_fraction > 0.3]
+        for track in payload["tracks"]:
+            x1, y1, x2, y2 = track["bbox"]
+            boxes += 1
+            on_person += any(math.hypot((x1 + x2) / 2 - (p.bbox[0] + p.bbox[2]) / 2,
+                                        (y1 + y2) / 2 - (p.bbox[1] + p.bbox[3]) / 2) <= (p.bbox[3] - p.bbox[1]) / 2
+                             for p in people)
+    return on_person, boxes
+
