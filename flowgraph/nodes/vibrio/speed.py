@@ -1,10 +1,11 @@
 """Ground speed per track: foot-point trajectory in metres → smoothed velocity → physics limits → confidence.
 
-Each track keeps the last ``smoothing_s`` seconds of foot positions with their timestamps. Velocity is the slope
-of a least-squares polynomial fit (order 1 or 2) evaluated at the newest sample — a Savitzky–Golay derivative that
-takes the real timestamps, so frames skipped by a ``latest`` edge simply leave gaps. The estimate is then held to
-the context's physics: a speed above ``max_speed`` is clamped, a change faster than ``max_accel`` is rate-limited,
-and either lowers the confidence.
+Each track keeps the last ``smoothing_s`` seconds of foot positions with their timestamps (stretched back to its
+last four positions, up to four times as long, when frames are analysed too seldom for four inside it). Velocity is
+the slope of a least-squares polynomial fit (order 1 or 2) evaluated at the newest sample — a Savitzky–Golay
+derivative that takes the real timestamps, so frames skipped by a ``latest`` edge simply leave gaps. The estimate is
+then held to the context's physics: a speed above ``max_speed`` is clamped, a change faster than ``max_accel`` is
+rate-limited, and either lowers the confidence.
 
 Positions come from the ground-plane homography when calibrated. Uncalibrated, image displacements are scaled by
 the person-height prior (m/px at the person's depth) and accumulated into a pseudo-ground track: motion across the
@@ -43,6 +44,10 @@ UNCALIBRATED_CONFIDENCE = 0.4
 RESIDUAL_SCALE_M = 0.15
 #: Minimum samples and time span before a speed is reported.
 MIN_SAMPLES, MIN_SPAN_S = 4, 0.25
+#: When frames are analysed too seldom for ``MIN_SAMPLES`` inside ``smoothing_s`` (a slow host behind a ``latest``
+#: edge: one analysed frame a second), the window stretches back to the last ``MIN_SAMPLES`` samples, up to this
+#: many times ``smoothing_s``; the confidence drops by the stretch.
+MAX_STRETCH = 4.0
 
 
 @dataclass
@@ -131,7 +136,9 @@ class SpeedEstimator:
         if motion.samples and now <= motion.samples[-1][0]:
             return self._estimate(motion, calibrated, 0.0, 1.0)  # same or older timestamp: nothing new
         motion.samples.append((now, position[0], position[1]))
-        while motion.samples and motion.samples[0][0] < now - c.smoothing_s:
+        while len(motion.samples) > MIN_SAMPLES and motion.samples[0][0] < now - c.smoothing_s:
+            motion.samples.popleft()
+        while motion.samples and motion.samples[0][0] < now - MAX_STRETCH * c.smoothing_s:
             motion.samples.popleft()
         previous_time, motion.last_time = motion.last_time, now
         if len(motion.samples) < MIN_SAMPLES or now - motion.samples[0][0] < MIN_SPAN_S:
@@ -153,7 +160,7 @@ class SpeedEstimator:
         motion.speed = speed
         motion.velocity = (float(velocity[0]), float(velocity[1]))
         span = now - motion.samples[0][0]
-        maturity = min(1.0, span / max(c.smoothing_s * 0.9, 1e-6))
+        maturity = min(1.0, span / max(c.smoothing_s * 0.9, 1e-6), c.smoothing_s / span)  # short or stretched
         quality = 1.0 / (1.0 + residual / RESIDUAL_SCALE_M)
         return self._estimate(motion, calibrated, maturity * quality, physics)
 

@@ -57,6 +57,25 @@ def test_dropped_frames_leave_gaps_not_errors() -> None:
     assert np.median([abs(e.speed_mps - 3.0) for e in estimates[20:]]) < 0.06
 
 
+def test_seldom_analysed_frames_still_give_a_speed() -> None:
+    """One analysed frame every 0.85 s (a slow host behind a ``latest`` edge): four positions never fall inside the
+    1 s window, so no speed was ever reported; the window now stretches to the last four, with less confidence."""
+    rng = np.random.default_rng(3)
+    times = np.arange(12) * 0.85
+    truth = np.c_[4.0 * times, 1.0 + 0.5 * times]
+    estimates = run(SpeedEstimator(), truth + rng.normal(0, 0.03, truth.shape), times)
+    assert all(e.speed_mps is None for e in estimates[:3])
+    reported = estimates[3:]
+    assert all(e.speed_mps == pytest.approx(math.hypot(4.0, 0.5), rel=0.05) for e in reported)
+    fast = run(SpeedEstimator(), truth[:1] + np.outer(np.arange(60) / FPS, (4.0, 0.5)), np.arange(60) / FPS)
+    assert 0 < reported[-1].confidence < fast[-1].confidence
+    # a gap longer than the longest stretch starts the history afresh
+    late = SpeedEstimator()
+    run(late, truth[:4], times[:4])
+    assert late.update(1, times[3] + 10.0, world=(50.0, 5.0)).speed_mps is None
+    assert len(late.tracks[1].samples) == 1  # no position older than 4 s is fitted
+
+
 def test_teleport_is_clamped_to_the_context_and_loses_confidence() -> None:
     estimator = SpeedEstimator(SpeedConfig(context="walking"))
     times = np.arange(60) / FPS
