@@ -83,6 +83,9 @@ class WorkerServer:
                 self.send({"op": "ok", "req": req})
             elif op == "stats":
                 self.send({"op": "stats", "req": req, "stats": self.hub.stats()})
+            elif op == "end_stream":  # after the stream's last packet: they come in order on this socket
+                closed = await self.hub.end_stream(str(header["stream_id"]), str(header.get("reason", "")))
+                self.send({"op": "ok", "req": req, "closed": closed})
             else:
                 self.send({"op": "error", "req": req, "status": 400, "message": f"unknown op {op!r}"})
         except ViewerRequestError as exc:

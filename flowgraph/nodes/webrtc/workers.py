@@ -180,6 +180,19 @@ class WorkerPool:
             if any(s == stream_id for s in worker.viewers.values()):
                 worker.send(message, droppable=True)
 
+    async def end_stream(self, stream_id: str, reason: str = "") -> int:
+        """The stream ended: every worker frees its fan-outs (GOP caches), meters and keyframe timers and closes
+        its viewers, as the in-process hub does. Returns how many viewers were closed."""
+        self.streams.discard(stream_id)
+        for worker in self.workers:
+            worker.gap = {key for key in worker.gap if key[0] != stream_id}
+        replies = await asyncio.gather(*(self._call(w, {"op": "end_stream", "stream_id": stream_id, "reason": reason})
+                                         for w in self.workers if w.alive), return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                log.warning("stream %s ended, but a viewer worker did not free it: %s", stream_id, reply)
+        return sum(int(reply.get("closed", 0)) for reply in replies if isinstance(reply, dict))
+
     # -- viewers --------------------------------------------------------------------------------------------
     def known(self, stream_id: str) -> bool:
         return stream_id in self.streams or stream_id in self.declared
@@ -236,7 +249,9 @@ class WorkerPool:
             merged["viewers"].extend(stats["viewers"])
             merged["workers"].append({"index": worker.index, "pid": worker.process.pid if worker.process else None,
                                       "viewers": len(worker.viewers), "dropped_packets": worker.dropped_packets,
-                                      "keyframe_requests": stats["keyframe_requests"]})
+                                      "keyframe_requests": stats["keyframe_requests"],
+                                      "renditions": {sid: sorted(entry["renditions"])
+                                                     for sid, entry in stats["streams"].items()}})
         return merged
 
     def counters(self) -> dict[str, Any]:

@@ -60,6 +60,38 @@ async def test_two_workers_share_viewers_and_survive_each_other() -> None:
                 await viewer.close()
 
 
+async def test_an_ended_stream_is_freed_in_every_worker_and_its_viewers_closed() -> None:
+    from flowgraph.messages import StreamEnd
+
+    async with graph("{streams: [cam], workers: 2, join: gop}", analytics=False) as rt:
+        node = rt.runners["out"].node
+        pool = node._backend
+        viewers = [await watch(rt.server.url) for _ in range(2)]
+        try:
+            for viewer, _ in viewers:
+                await asyncio.wait_for(viewer.first_frame, 30)
+            assert sorted(len(w.viewers) for w in pool.workers) == [1, 1]
+            rt.runners["src"].node.lose = 10**9  # no packet after the end marker re-creates the fan-out...
+            for _ in range(200):  # ...nor one still queued on the edge
+                if all(e["depth"] == 0 for e in rt.snapshot()["edges"] if e["to"] == "out/video"):
+                    break
+                await asyncio.sleep(0.05)
+            before = (await node.viewer_stats())["workers"]
+            assert all(w["renditions"]["cam"] == ["src"] for w in before), "each worker had a fan-out for cam"
+            await node.end_stream(StreamEnd(stream_id="cam", reason="publisher left"))
+            after = await node.viewer_stats()
+            for _ in range(200):  # the workers report their closed viewers on their own
+                if not any(w.viewers for w in pool.workers):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            for viewer, _ in viewers:
+                await viewer.close()
+    assert node.streams_ended_viewers == 2
+    assert all(not w["renditions"].get("cam") for w in after["workers"]), after["workers"]
+    assert not any(w.viewers for w in pool.workers) and "cam" not in pool.streams
+
+
 class _Transport:
     def __init__(self) -> None:
         self.queued = 0
