@@ -166,6 +166,31 @@ class Channel:
                 break
         return msg
 
+    def take_batch(self, limit: int, marker: bool = True) -> list[Any]:
+        """Dequeue up to ``limit`` queued messages in order (empty when nothing is queued). A
+        :class:`~flowgraph.messages.StreamEnd` is never batched: first in line it comes alone (or, ``marker``
+        False, stays queued), otherwise it stays queued and ends the batch — a stream's marker is still handled
+        after its last message."""
+        items = self._items
+        batch: list[Any] = []
+        while items and len(batch) < limit:
+            enqueued, msg = items[0]
+            if type(msg) is StreamEnd and (batch or not marker):
+                break
+            items.popleft()
+            self.age.add(time.perf_counter() - enqueued)
+            batch.append(msg)
+            if type(msg) is StreamEnd:
+                break
+        self.takes += len(batch)
+        woken = 0
+        while self._putters and woken < len(batch):  # one waiting producer per freed place, as take() does
+            waiter = self._putters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                woken += 1
+        return batch
+
     def close(self) -> None:
         """End of stream: the consumer drains what is queued, then sees :attr:`ended`."""
         if self.closed:

@@ -36,6 +36,7 @@ def compile_plan(spec: GraphSpec, registry: Registry | None = None) -> Execution
     edges, graph = _wiring(spec, enabled, classes)
     order = _order(graph)
     nodes = _place(enabled, classes, params, placed, order)
+    _batching(spec, enabled, nodes)
     _isolate(spec, enabled, nodes)
     _fuse(enabled, nodes, edges, order)
     cluster = spec.document.get("cluster")
@@ -153,6 +154,23 @@ def _place(enabled: dict[str, NodeSpec], classes: Classes, params: dict[str, Any
     return nodes
 
 
+def _batching(spec: GraphSpec, enabled: dict[str, NodeSpec], nodes: dict[str, NodePlan]) -> None:
+    """Step 5a, continued: ``max_batch`` — how many queued messages a node with ``process_batch`` takes per call."""
+    errors: list[GraphError] = []
+    for name, node in nodes.items():
+        asked = enabled[name].max_batch
+        batches = bool(node.cls.batch_ports()) and not node.source and node.mode != "inline"
+        if asked is not None and asked > 1 and not batches:
+            errors.append(GraphError(
+                f"node {name!r} ({node.node_type}) cannot take batches: it has no batch handler (process_batch)",
+                locate(spec.document, ["nodes", name, "max_batch"]) or enabled[name].loc,
+                "max_batch: 1, or leave it out"))
+            continue
+        node.max_batch = (asked if asked is not None else node.cls.max_batch) if batches else 1
+        node.batch_wait_ms = enabled[name].batch_wait_ms if node.max_batch > 1 else 0.0
+    _raise(errors)
+
+
 def _isolate(spec: GraphSpec, enabled: dict[str, NodeSpec], nodes: dict[str, NodePlan]) -> None:
     """Step 5a, continued: ``isolation`` — nodes that run in a worker process (flowgraph.island) get a stand-in."""
     from .island import placement
@@ -173,7 +191,7 @@ def _isolate(spec: GraphSpec, enabled: dict[str, NodeSpec], nodes: dict[str, Nod
         elif isolation == "process":
             node.isolation, node.mode = "process", "process"
             given = "nice" in body or "nice" in (doc.get("defaults") or {})
-            node.cls = placement.stand_in(node.cls, node.nice if given else placement.DEFAULT_NICE)
+            node.cls = placement.stand_in(node.cls, node.nice if given else placement.DEFAULT_NICE, node.max_batch)
     if errors:
         raise _bundle(errors)
 
@@ -186,7 +204,13 @@ def _place_on_ray(name: str, node: NodePlan, body: Any, doc: Any, errors: list[G
     where = ray_plan.check_placement(name, node.cls, node.mode, body, doc, dict(os.environ), errors)
     if where is None:
         return
+    if "max_batch" in body and node.max_batch > 1:
+        errors.append(GraphError(f"node {name!r} ({node.node_type}): a Ray placement takes one message at a time",
+                                 locate(doc, ["nodes", name, "max_batch"]) or body.loc,
+                                 "max_batch: 1, or leave it out (batches run on a thread or an own process)"))
+        return
     node.isolation, node.mode, node.placement = "ray", "ray", where
+    node.max_batch, node.batch_wait_ms = 1, 0.0
     given = "nice" in body or "nice" in (doc.get("defaults") or {})
     node.cls = ray_stand_in(node.cls, node.nice if given else placement.DEFAULT_NICE, where,
                             node.on_error.policy == "restart")

@@ -57,6 +57,33 @@ class Samples:
         }
 
 
+class BatchStats:
+    """The batches a node with ``process_batch`` took: how many of each size (a histogram), and call times."""
+
+    __slots__ = ("call_time", "calls", "last", "limit", "messages", "sizes")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sizes = [0] * (limit + 1)  # sizes[n]: calls that took n messages
+        self.calls = 0
+        self.messages = 0
+        self.last = 0
+        self.call_time = Samples()
+
+    def add(self, size: int, seconds: float) -> None:
+        self.sizes[size] += 1
+        self.calls += 1
+        self.messages += size
+        self.last = size
+        self.call_time.add(seconds)
+
+    def summary(self) -> dict[str, Any]:
+        return {"max_batch": self.limit, "calls": self.calls, "messages": self.messages,
+                "mean": round(self.messages / self.calls, 3) if self.calls else None, "last": self.last,
+                "sizes": {str(size): n for size, n in enumerate(self.sizes) if n},
+                "call_ms": self.call_time.summary_ms()}
+
+
 @dataclass
 class NodeStats:
     """Counters one node's runner keeps."""
@@ -71,6 +98,8 @@ class NodeStats:
     process_time: Samples = field(default_factory=Samples)
     #: Seconds from the frame's capture (``Message.t_capture``) to this node picking the message up.
     capture_age: Samples = field(default_factory=Samples)
+    #: A node that takes batches (``max_batch`` > 1): their sizes and call times.
+    batch: BatchStats | None = None
 
 
 class RateMeter:
@@ -137,11 +166,30 @@ def prometheus_lines(snapshot: dict[str, Any]) -> str:
                     if value is not None:
                         age.add_metric([graph, label, q[1:]], value / 1000)
             yield from (processed, errors, ptime, depth, drops, puts, age)
+            yield from _batch_metrics(graph, snapshot)
             yield from _ray_metrics(graph, snapshot)
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot())
     return generate_latest(registry).decode()
+
+
+def _batch_metrics(graph: str, snapshot: dict[str, Any]) -> Iterator[Metric]:
+    """Nodes that take batches: a histogram of batch sizes (buckets at powers of two up to ``max_batch``)."""
+    from prometheus_client.core import HistogramMetricFamily
+
+    family = HistogramMetricFamily("flowgraph_node_batch_size", "Messages per process_batch call",
+                                   labels=["graph", "node"])
+    for name, node in snapshot.get("nodes", {}).items():
+        batch = node.get("batch")
+        if not batch:
+            continue
+        sizes = {int(size): n for size, n in batch["sizes"].items()}
+        bounds = sorted({*(1 << k for k in range(batch["max_batch"].bit_length())), batch["max_batch"]})
+        buckets = [(str(bound), sum(n for size, n in sizes.items() if size <= bound)) for bound in bounds]
+        buckets.append(("+Inf", batch["calls"]))
+        family.add_metric([graph, name], buckets, batch["messages"])
+    yield family
 
 
 def _ray_metrics(graph: str, snapshot: dict[str, Any]) -> Iterator[Metric]:

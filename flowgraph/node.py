@@ -22,6 +22,11 @@ How it runs follows from how it is written:
   produces — a message for the single output, a list of messages, or ``{port: message | [messages]}``.
   With ``cheap = True`` it instead runs inline on the loop and may be fused into its producer's stage.
 * With several inputs, ``on_<port>`` handles that port; ``process`` handles the rest.
+* A blocking node may also define ``process_batch(msgs) -> list`` (one result per message, in order; each what
+  ``process`` would return). The runner then hands it up to ``max_batch`` messages that are already queued on one
+  input ``process`` serves (on a ``latest`` edge: the newest frame of each stream), in one call in the worker
+  thread; it never waits for a batch to fill beyond the node's ``batch_wait_ms`` (default 0). An
+  ``async def process_batch`` sends its outputs itself. ``process`` stays the one-message form.
 * A source has no inputs and a ``run`` method: ``async def run`` sends on its outputs until ``self.stopping``;
   a plain ``def run`` is a generator run in the worker thread that yields messages (or ``(port, message)``).
   Returning ends the stream, which then propagates downstream.
@@ -69,6 +74,8 @@ class Node:
     type_name: ClassVar[str] = ""
     #: Params that a live edit of the graph changes in place (:meth:`update_params`), without a restart.
     live_params: ClassVar[frozenset[str]] = frozenset()
+    #: Messages a node with ``process_batch`` takes per call unless the graph says ``max_batch`` (1 = never batch).
+    max_batch: ClassVar[int] = 8
 
     inputs: ClassVar[dict[str, Input[Any]]] = {}
     outputs: ClassVar[dict[str, Output[Any]]] = {}
@@ -165,6 +172,13 @@ class Node:
         return None
 
     @classmethod
+    def batch_ports(cls) -> frozenset[str]:
+        """Input ports whose queued messages may go to ``process_batch`` together: those ``process`` serves."""
+        if cls.process_batch is Node.process_batch:
+            return frozenset()
+        return frozenset(port for port in cls.inputs if cls.handler_name(port) == "process")
+
+    @classmethod
     def blocking(cls) -> bool:
         """A plain (non-async) ``run`` or input handler: runs in the worker thread unless ``cheap``."""
         if cls.is_source():
@@ -202,4 +216,10 @@ class Node:
 
     def process(self, msg: Any) -> Any:
         """Handle one message from any input without its own ``on_<port>`` handler (``async def`` or plain)."""
+        raise NotImplementedError
+
+    def process_batch(self, msgs: list[Any]) -> Any:
+        """Optional: handle several queued messages of one input at once (e.g. one batched model call for the
+        newest frame of several streams). Returns one result per message, in the messages' order, each what
+        ``process`` would return for it (``async def``: sends its outputs itself and returns None)."""
         raise NotImplementedError

@@ -48,6 +48,9 @@ class NodePlan:
     isolation: str = "thread"
     #: ``isolation == "ray"``: replicas, resources and sharding of the node's Ray actors
     placement: Placement | None = None
+    #: Messages per ``process_batch`` call (1: the node takes one message at a time), and how long to wait for more
+    max_batch: int = 1
+    batch_wait_ms: float = 0.0
 
 
 @dataclass
@@ -84,7 +87,7 @@ class ExecutionPlan:
                 n.name: {
                     "type": n.node_type, "device": n.device, "device_why": n.device_why, "mode": n.mode,
                     "stage": n.stage, "source": n.source, "on_error": n.on_error.policy, "nice": n.nice,
-                    "isolation": n.isolation,
+                    "isolation": n.isolation, "max_batch": n.max_batch,
                     **({"placement": {"replicas": n.placement.replicas, "resources": n.placement.resources,
                                       "shard_by": n.placement.shard_by}} if n.placement else {}),
                     "inputs": {p: i.type.__name__ for p, i in n.cls.inputs.items()},
@@ -123,6 +126,9 @@ class ExecutionPlan:
                     where += f"; {node.placement.describe()}"
                 elif node.nice:
                     where += f"; nice {node.nice}"
+                if node.max_batch > 1:
+                    wait = f", waits up to {node.batch_wait_ms:g} ms" if node.batch_wait_ms else ""
+                    where += f"; batches up to {node.max_batch}{wait}"
                 lines.append(f"    {member}: {node.node_type} [{where}]")
                 lines.extend(f"      {note}" for note in node.cls.plan_notes(node.params, node.device))
         lines.append("  edges:")

@@ -7,8 +7,8 @@ A node's identity is its name and type. Between two valid plans each node is:
 ``live``
     only params the node type declares live changed (``Node.live_params``): applied in place, state kept;
 ``restarted``
-    anything else about it changed (params, device, error policy, nice): it stops, its inputs keep their queued
-    messages, and a new instance starts with the new settings;
+    anything else about it changed (params, device, error policy, nice, batching): it stops, its inputs keep
+    their queued messages, and a new instance starts with the new settings;
 ``unchanged``
     untouched: its object, its state and its channels stay as they are.
 
@@ -88,7 +88,8 @@ def _param_changes(old: Any, new: Any) -> list[str]:
 def _node_changes(old: NodePlan, new: NodePlan) -> tuple[list[str], list[str]]:
     """(params that changed, other settings that changed)."""
     settings = [name for name, a, b in (("device", old.device, new.device), ("on_error", old.on_error, new.on_error),
-                                        ("nice", old.nice, new.nice)) if a != b]
+                                        ("nice", old.nice, new.nice), ("max_batch", old.max_batch, new.max_batch),
+                                        ("batch_wait_ms", old.batch_wait_ms, new.batch_wait_ms)) if a != b]
     return _param_changes(old.params, new.params), settings
 
 

@@ -23,7 +23,7 @@ from .compile import NodePlan
 from .context import NodeContext
 from .errors import NodeError
 from .messages import Message, StreamEnd
-from .metrics import NodeStats
+from .metrics import BatchStats, NodeStats
 from .node import Node
 from .stream_end import MarkerGate
 from .supervisor import Fatal, Supervisor
@@ -62,6 +62,10 @@ class NodeRunner:
         self._feedback_ports: set[str] = set()
         #: Stream-end copies counted per marker (the runtime sets ``markers.expected``; see stream_end.py).
         self.markers = MarkerGate()
+        #: Input ports whose queued messages go to ``process_batch`` together (empty: one message per call).
+        self._batch_ports = plan.cls.batch_ports() if plan.max_batch > 1 else frozenset()
+        if self._batch_ports:
+            self.stats.batch = BatchStats(plan.max_batch)
 
     # -- wiring ---------------------------------------------------------------------------------------------
     def attach_input(self, port: str, channel: Channel, feedback: bool = False) -> None:
@@ -133,6 +137,8 @@ class NodeRunner:
         try:
             if self.plan.source:
                 await self._run_source()
+            elif self._batch_ports:
+                await self._consume_batches()
             else:
                 await self._consume()
             natural = True
@@ -210,6 +216,118 @@ class NodeRunner:
             await waiter
             self._wakeup = None
 
+    async def _consume_batches(self) -> None:
+        """``_consume`` for a node with ``process_batch``: from an input that ``process`` serves, every message
+        already queued there (up to ``max_batch``; on a ``latest`` edge the newest frame of each stream; from every
+        wire into that port) goes to the node in one call. A lone message goes to ``process`` as on any node;
+        markers are handled in their place."""
+        loop = asyncio.get_running_loop()
+        batch_ports, limit, stats = self._batch_ports, self.plan.max_batch, self.stats.batch
+        assert stats is not None
+        turn = 0
+        while True:
+            inputs = self.inputs  # a live edit may replace the list between passes
+            count = len(inputs)
+            progressed = False
+            for i in range(count):  # one batch per input per pass: no input starves another
+                port, channel, _ = inputs[(turn + i) % count]
+                if port not in batch_ports:
+                    msg = channel.take()
+                    if msg is not EMPTY:
+                        progressed = True
+                        await self.handle(port, msg)
+                    continue
+                batch = channel.take_batch(limit)
+                if not batch:
+                    continue
+                progressed = True
+                if type(batch[0]) is StreamEnd:
+                    await self.handle(port, batch[0])
+                    continue
+                if len(batch) < limit and count > 1:  # several wires into this port: their messages join too
+                    self._top_up(port, batch, limit)
+                if self.plan.batch_wait_ms and len(batch) < limit:
+                    await self._fill(port, batch, limit)
+                started = time.perf_counter()
+                if len(batch) == 1:
+                    await self.handle(port, batch[0])
+                else:
+                    await self.handle_batch(batch)
+                stats.add(len(batch), time.perf_counter() - started)
+            turn += 1
+            if progressed:
+                continue
+            if _all_ended(inputs):
+                return
+            self._wakeup = waiter = loop.create_future()
+            await waiter
+            self._wakeup = None
+
+    def _top_up(self, port: str, batch: list[Any], limit: int) -> bool:
+        """Add to ``batch`` what is queued on every wire into ``port`` (markers stay queued). True when something
+        is still queued there: the batch is full, or a marker waits for its turn."""
+        left = False
+        for other_port, channel, _ in self.inputs:
+            if other_port == port:
+                if len(batch) < limit:
+                    batch.extend(channel.take_batch(limit - len(batch), marker=False))
+                left = left or bool(len(channel))
+        return left
+
+    async def _fill(self, port: str, batch: list[Any], limit: int) -> None:
+        """``batch_wait_ms``: wait that long at most for more messages to join ``batch`` (a marker ends it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.plan.batch_wait_ms / 1000
+        while len(batch) < limit:
+            if self._top_up(port, batch, limit) or len(batch) >= limit:
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0 or all(channel.closed for p, channel, _ in self.inputs if p == port):
+                return  # time is up, or no more will come
+            self._wakeup = waiter = loop.create_future()
+            timer = loop.call_later(remaining, self._notify)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._wakeup = None
+
+    async def handle_batch(self, batch: list[Any]) -> None:
+        """Several messages in one ``process_batch`` call, under the node's failure policy (a failed call skips
+        or retries the batch as one). Each message counts as processed; its process time is its share of the
+        call (the call's own time is in the batch figures)."""
+        now = time.time()
+        for msg in batch:
+            captured = getattr(msg, "t_capture", None)
+            if captured is not None:
+                self.stats.capture_age.add(now - captured)
+        handler = self.node.process_batch
+        started = time.perf_counter()
+        try:
+            if inspect.iscoroutinefunction(handler):
+                await handler(batch)
+            else:
+                results = await self.offload(self._call_sync_batch, handler, batch)
+                if not isinstance(results, list | tuple) or len(results) != len(batch):
+                    raise TypeError(f"process_batch must return one result per message ({len(batch)}), got "
+                                    f"{len(results) if isinstance(results, list | tuple) else type(results).__name__}")
+                for result in results:
+                    if result is not None:
+                        await self._emit(result)
+            self.stats.processed += len(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self.supervisor.failed(self.node, exc, batch[0])
+        finally:
+            share = (time.perf_counter() - started) / len(batch)
+            for msg in batch:
+                self.stats.process_time.add(share)
+                if self._log_frames:
+                    frames_log.debug("node=%s batch=%d stream=%s frame_id=%s process_ms=%.3f", self.name,
+                                     len(batch), getattr(msg, "stream_id", None), getattr(msg, "frame_id", None),
+                                     share * 1000)
+
     async def handle(self, port: str, msg: Any) -> None:
         """Process one message under the node's failure policy; also the entry point of fused edges."""
         if type(msg) is StreamEnd:
@@ -274,6 +392,22 @@ class NodeRunner:
         if cuda is not None and result is not None:
             cuda.mark(list(_messages(result)))
         return result
+
+    def _call_sync_batch(self, handler: Callable[[list[Any]], Any], batch: list[Any]) -> Any:
+        """``_call_sync`` for a batch: every message's GPU work first, then one call."""
+        cuda = self._cuda
+        for msg in batch:
+            if getattr(msg, "cuda_event", None) is not None:
+                if cuda is not None:
+                    cuda.wait_for(msg)
+                else:
+                    from .gpu import host_wait
+
+                    host_wait(msg)
+        results = handler(batch)
+        if cuda is not None and isinstance(results, list | tuple):
+            cuda.mark([m for result in results for m in _messages(result)])
+        return results
 
     async def _emit(self, result: Any) -> None:
         outputs = self.node._outputs

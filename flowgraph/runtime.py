@@ -258,6 +258,7 @@ class Runtime:
                 "rate_hz": self._rates.rate(f"n:{name}", processed, now),
                 "process_ms": stats.process_time.summary_ms(),
                 "capture_age_ms": stats.capture_age.summary_ms(),
+                **({"batch": stats.batch.summary()} if stats.batch is not None else {}),
                 "counters": runner.node.counters(),
                 "outputs": {port: {"sent": out.sent, "rate_hz": self._rates.rate(f"o:{name}/{port}", out.sent, now)}
                             for port, out in runner.node._outputs.items()},

@@ -14,6 +14,9 @@ from .errors import GraphError, GraphErrors, Location
 from .graph_schema import check_schema
 from .yaml_loader import LocMap, load_yaml, read_graph_file
 
+#: Keys of a node that ``--set node.key=value`` sets on the node itself (anything else is a param).
+NODE_SETTINGS = ("device", "on_error", "enabled", "node", "nice", "isolation", "max_batch", "batch_wait_ms")
+
 
 # -- overrides ------------------------------------------------------------------------------------------------
 def apply_overrides(document: Any, overrides: list[str]) -> None:
@@ -36,7 +39,7 @@ def apply_overrides(document: Any, overrides: list[str]) -> None:
         except yaml.YAMLError:
             value = raw
         node = nodes[parts[0]]
-        if parts[1] in ("device", "on_error", "enabled", "node", "nice", "isolation") and len(parts) == 2:
+        if parts[1] in NODE_SETTINGS and len(parts) == 2:
             container, key = node, parts[1]
         else:
             keys = parts[2:] if parts[1] == "params" and len(parts) > 2 else parts[1:]
@@ -105,6 +108,9 @@ class NodeSpec:
     nice: int = 0
     #: auto | thread | process (flowgraph.island); None = auto
     isolation: str | None = None
+    #: Messages per batch call (a node with ``process_batch``); None = the node type's default.
+    max_batch: int | None = None
+    batch_wait_ms: float = 0.0
 
 
 @dataclass
@@ -166,6 +172,8 @@ def build_spec(document: Any, file: str) -> GraphSpec:
             enabled=bool(body.get("enabled", True)),
             nice=int(body.get("nice", defaults.get("nice", 0))),
             isolation=body.get("isolation", defaults.get("isolation")),
+            max_batch=body.get("max_batch"),
+            batch_wait_ms=float(body.get("batch_wait_ms", 0.0)),
             loc=raw_nodes.key_locs[name],
             type_loc=body.value_locs["node"],
             params_doc=body.get("params"),
