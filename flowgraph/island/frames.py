@@ -7,7 +7,8 @@ travels back as the frame's token and the graph side substitutes its own origina
 
 The ring is a ``memfd`` (anonymous shared memory, freed when both sides close it — nothing to leak in
 ``/dev/shm`` when a process is killed) handed to the worker over the Unix socket with ``SCM_RIGHTS``. It grows
-(a new memfd) when a larger picture arrives. A slot is rewritten ``slots`` frames later, so a remote node must not
+(a new memfd) when a larger picture arrives. It has a slot for each picture of one call at least (a batch), and a
+slot is rewritten ``slots`` frames later, so a remote node must not
 keep a picture beyond the call that received it — the same rule as for any message: read-only, copy what you keep.
 """
 
@@ -128,6 +129,8 @@ class OutgoingCall:
 
     frames: list[VideoFrame] = field(default_factory=list)
     announcement: RingAnnouncement | None = None
+    #: The ring grew after some of this call's pictures went into the old one: pickle the call again.
+    regrown: bool = False
 
 
 class _GraphPickler(pickle.Pickler):
@@ -147,6 +150,7 @@ class _GraphPickler(pickle.Pickler):
         announcement = self._ring.reserve(image.nbytes)
         if announcement is not None:
             self._call.announcement = announcement
+            self._call.regrown = bool(self._call.frames)
         slot = self._ring.write(image)
         token = len(self._call.frames)
         self._call.frames.append(obj)
@@ -158,10 +162,19 @@ class _GraphPickler(pickle.Pickler):
 
 
 def dump_call(obj: Any, ring: FrameRing) -> tuple[bytes, OutgoingCall]:
-    """Pickle what goes to the worker; pictures go into ``ring``."""
-    call = OutgoingCall()
-    buffer = io.BytesIO()
-    _GraphPickler(buffer, ring, call).dump(obj)
+    """Pickle what goes to the worker; pictures go into ``ring``. A call may carry several pictures (a batch of
+    several streams' frames, of any sizes): all of them land in the ring the worker is told about last."""
+    announcement = None
+    while True:
+        call = OutgoingCall(announcement=announcement)
+        buffer = io.BytesIO()
+        _GraphPickler(buffer, ring, call).dump(obj)
+        if not call.regrown:  # the slots only grow, so a second pass at most per larger picture
+            break
+        announcement = call.announcement
+    if len(call.frames) > ring.slots:
+        raise ValueError(f"a call to the worker of {ring.name!r} carries {len(call.frames)} pictures but its ring has "
+                         f"{ring.slots} slots (one per picture of a call)")
     return buffer.getvalue(), call
 
 

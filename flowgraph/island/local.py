@@ -22,18 +22,19 @@ import sys
 from typing import Any
 
 from . import wire
-from .frames import FrameRing, dump_call, load_answer
+from .frames import SLOTS, FrameRing, dump_call, load_answer
 from .transport import Answer, RemoteError, WorkerDied, WorkerSpec
 
 
 class LocalProcess:
     """One worker process for one node (see :class:`~flowgraph.island.transport.Transport`)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, slots: int = SLOTS) -> None:
         self.name = name
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
-        self._ring = FrameRing(name)
+        self._slots = slots  # at least the pictures of one call (a batch): a call never overwrites its own slot
+        self._ring = FrameRing(name, slots)
         self.exit_code: int | None = None
         self.started = 0
         self._booting = False  # launched, READY not read yet
@@ -57,7 +58,7 @@ class LocalProcess:
             theirs.close()
         ours.setblocking(False)
         self._sock = ours
-        self._ring = FrameRing(self.name)
+        self._ring = FrameRing(self.name, self._slots)
         self.started += 1
         self._booting = True
         await wire.send(ours, wire.Kind.INIT, pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))
@@ -166,7 +167,8 @@ class LocalProcess:
 
     def stats(self) -> dict[str, Any]:
         return {"pid": self.pid, "frames_shared": self._ring.frames_written,
-                "shared_mb": round(self._ring.bytes_written / 1e6, 1), "ring_slot_kb": self._ring.slot_size // 1024}
+                "shared_mb": round(self._ring.bytes_written / 1e6, 1), "ring_slot_kb": self._ring.slot_size // 1024,
+                "ring_slots": self._ring.slots}
 
 
 def _spawn(fd: int) -> subprocess.Popen[bytes]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..node import Node
 from .remote import RemoteNode
+from .transport import BATCH_PORT
 
 ISOLATIONS = ("auto", "thread", "process")
 #: Niceness of a worker process when the node gives none.
@@ -57,8 +58,9 @@ def resolve(requested: str | None, cls: type[Node], mode: str, device: str, *,
     return ("process" if cls.isolation == "process" and problem is None else "thread"), None
 
 
-def stand_in(cls: type[Node], nice: int = DEFAULT_NICE) -> type[Node]:
-    """The class the runtime builds in place of ``cls``: same ports, params and summary; handlers forward."""
+def stand_in(cls: type[Node], nice: int = DEFAULT_NICE, max_batch: int = 1) -> type[Node]:
+    """The class the runtime builds in place of ``cls``: same ports, params and summary; handlers forward. With
+    ``max_batch`` > 1 and a ``cls.process_batch``, a batch goes to the worker as one call."""
     namespace: dict[str, Any] = {
         "__doc__": cls.__doc__,
         "__module__": __name__,
@@ -74,7 +76,13 @@ def stand_in(cls: type[Node], nice: int = DEFAULT_NICE) -> type[Node]:
     namespace.update(cls.outputs)
     for port in cls.inputs:
         namespace[f"on_{port}"] = _forwarder(port)
+    if max_batch > 1 and cls.batch_ports():
+        namespace.update(batch_ports=cls.batch_ports, process_batch=_batch_forwarder, island_max_batch=max_batch)
     return type(f"Remote{cls.__name__}", (RemoteNode,), namespace)
+
+
+async def _batch_forwarder(self: RemoteNode, msgs: list[Any]) -> None:
+    await self.call(BATCH_PORT, msgs)
 
 
 def _forwarder(port: str) -> Any:

@@ -2,7 +2,8 @@
 
 To the runtime it is an ordinary ``async`` node with the original's ports, params and device: its input channels
 are the graph's (so the edge keeps its type, bound, policy, drops and age metrics), and each of its handlers hands
-the message to the worker and awaits the answer before taking the next one. That await is the credit: the worker
+the message (or, for a node with ``process_batch``, the batch the runner took) to the worker and awaits the answer
+before taking the next one. That await is the credit: the worker
 holds at most one message, the channel in front of it does the rest — ``latest`` keeps the freshest frame waiting
 (never more than one in flight), ``block`` makes the producer wait, ``drop_oldest`` drops and counts.
 
@@ -39,6 +40,8 @@ class RemoteNode(Node):
     island_nice: ClassVar[int] = 10
     #: Seconds between respawns of a dead worker under ``on_error: skip_message``.
     respawn_backoff_s: ClassVar[float] = 0.5
+    #: Messages per call at most (``max_batch``): the frame ring needs a slot for each picture of one call.
+    island_max_batch: ClassVar[int] = 1
 
     def __init__(self, ctx: NodeContext, params: Any = None) -> None:
         super().__init__(ctx, params)
@@ -55,9 +58,10 @@ class RemoteNode(Node):
         self._worker_info: dict[str, Any] = {}
 
     def _transport(self) -> Transport:
+        from .frames import SLOTS
         from .local import LocalProcess
 
-        return LocalProcess(self.name)
+        return LocalProcess(self.name, slots=max(SLOTS, self.island_max_batch))
 
     def spec(self) -> WorkerSpec:
         cls = self.remote_cls

@@ -1,10 +1,10 @@
 """The seam between a stand-in node and wherever its node really runs.
 
-A :class:`Transport` starts one worker for one node, hands it one message at a time and brings back what the node
-produced. :class:`~flowgraph.island.local.LocalProcess` runs the worker as a process on this host with pictures in
-shared memory; a Ray placement implements the same four calls with an actor (``start`` = create the actor,
-``call`` = an actor method with frames in the object store or, co-located, the same ring) — the stand-in node, the
-edges, the failure policy and the metrics do not change.
+A :class:`Transport` starts one worker for one node, hands it one message (or one batch, :data:`BATCH_PORT`) at a
+time and brings back what the node produced. :class:`~flowgraph.island.local.LocalProcess` runs the worker as a
+process on this host with pictures in shared memory; a Ray placement implements the same four calls with an actor
+(``start`` = create the actor, ``call`` = an actor method with frames in the object store or, co-located, the same
+ring) — the stand-in node, the edges, the failure policy and the metrics do not change.
 """
 
 from __future__ import annotations
@@ -82,3 +82,6 @@ class Transport(Protocol):
 
 #: The port name under which a stream-end marker is handed to the worker: it calls the node's ``end_stream``.
 END_STREAM_PORT = "__end_stream__"
+#: The port name under which a list of messages is handed to the worker for the node's ``process_batch``; the
+#: answer holds every message's outputs, in the messages' order.
+BATCH_PORT = "__batch__"

@@ -1,5 +1,6 @@
 """A worker process: builds one node from its :class:`~flowgraph.island.transport.WorkerSpec` and runs its
-unchanged code, one message at a time, answering each call with what the node produced.
+unchanged code, one message (or one batch for ``process_batch``) at a time, answering each call with what the node
+produced.
 
 Run as ``python -m flowgraph.island.worker FD`` by :class:`~flowgraph.island.local.LocalProcess`; FD is its end of
 the Unix socket. Everything runs on this process's main thread (start, the handlers, stop), so libraries that
@@ -30,7 +31,7 @@ from ..node import Node
 from ..streams import StreamRegistry
 from . import wire
 from .frames import RingAnnouncement, RingView, dump_answer, load_call
-from .transport import END_STREAM_PORT, WorkerSpec
+from .transport import BATCH_PORT, END_STREAM_PORT, WorkerSpec
 
 log = logging.getLogger("flowgraph.island")
 
@@ -169,19 +170,33 @@ class Worker:
         msg: Any = None
         try:
             (port, msg), incoming = load_call(body, self.ring)
-            result = self.node.end_stream(msg) if port == END_STREAM_PORT else self.handlers[port](msg)
-            if inspect.isawaitable(result):
-                result = self.loop.run_until_complete(result)
-            outputs = _outputs(result, self.default)
+            if port == BATCH_PORT:
+                outputs = self.batch(msg)
+            else:
+                result = self.node.end_stream(msg) if port == END_STREAM_PORT else self.handlers[port](msg)
+                if inspect.isawaitable(result):
+                    result = self.loop.run_until_complete(result)
+                outputs = _outputs(result, self.default)
             answer = dump_answer((outputs, self.extras((time.perf_counter() - started) * 1000)), incoming)
         except Exception as exc:
-            frame_id = msg.frame_id if isinstance(msg, Message) else None
+            frame_id = (msg.frame_id if isinstance(msg, Message)
+                        else [m.frame_id for m in msg if isinstance(m, Message)] if isinstance(msg, list) else None)
             report = {"error": f"{type(exc).__name__}: {exc} (frame {frame_id}, in worker process {os.getpid()})\n"
                                + "".join(traceback.format_exception(exc)).rstrip(),
                       "extras": self.extras((time.perf_counter() - started) * 1000)}
             self.link.send(wire.Kind.ERROR, pickle.dumps(report))
             return
         self.link.send(wire.Kind.ANSWER, answer)
+
+    def batch(self, msgs: list[Any]) -> list[tuple[str, Any]]:
+        """One ``process_batch`` call; every message's outputs, in the messages' order."""
+        results = self.node.process_batch(msgs)
+        if inspect.isawaitable(results):
+            results = self.loop.run_until_complete(results)
+        if not isinstance(results, list | tuple) or len(results) != len(msgs):
+            raise TypeError(f"process_batch must return one result per message ({len(msgs)}), got "
+                            f"{len(results) if isinstance(results, list | tuple) else type(results).__name__}")
+        return [pair for result in results for pair in _outputs(result, self.default)]
 
     def close(self) -> None:
         try:

@@ -116,6 +116,54 @@ def test_frame_ring_round_trip_one_write_and_references_back() -> None:
     ring.close()
 
 
+def test_a_batch_of_pictures_of_several_sizes_lands_in_one_ring() -> None:
+    ring, view = FrameRing("t", slots=6), RingView()
+    sizes = [(90, 160), (360, 640), (180, 320), (720, 1280), (36, 64)]  # the ring grows twice inside the call
+    frames = [VideoFrame(image=np.random.default_rng(i).integers(0, 255, (h, w, 3), np.uint8), stream_id=f"s{i}",
+                         frame_id=i) for i, (h, w) in enumerate(sizes)]
+    data, call = dump_call(("__batch__", frames), ring)
+    assert call.announcement is not None and call.announcement.slot_size >= 720 * 1280 * 3
+    view.attach(call.announcement, os.dup(ring.fd))  # type: ignore[arg-type]
+    (_, got), incoming = load_call(data, view)
+    assert [f.stream_id for f in got] == [f"s{i}" for i in range(5)]
+    assert all(np.array_equal(g.image, f.image) for g, f in zip(got, frames, strict=True)), "every picture intact"
+    answer = dump_answer([("out", g) for g in reversed(got)], incoming)
+    assert [f for _, f in load_answer(answer, call)] == list(reversed(frames))
+    # a call never overwrites its own pictures: more pictures than slots is refused, naming the node
+    with pytest.raises(ValueError, match="carries 7 pictures but its ring has 6 slots"):
+        dump_call([VideoFrame(image=np.zeros((4, 4, 3), np.uint8), frame_id=i) for i in range(7)], ring)
+    ring.close()
+
+
+async def test_a_batch_goes_to_the_worker_as_one_call() -> None:
+    sources = "\n".join(f"  s{i}: {{node: frames, params: {{width: {320 + 64 * i}, height: 180, fps: 100, "
+                         f"stream_id: s{i}}}}}" for i in range(5))
+    wires = ", ".join(f"{{from: s{i}/frames, policy: latest}}" for i in range(5))
+    async with running(f"""
+nodes:
+{sources}
+  cv: {{node: burn, isolation: process, nice: 0, max_batch: 5, params: {{ms: 20}}, inputs: {{inp: [{wires}]}}}}
+  out: {{node: collect, inputs: {{inp: cv/out}}}}
+""") as rt:
+        assert rt.plan.nodes["cv"].max_batch == 5
+        assert await _until(lambda: rt.runners["cv"].stats.processed >= 40)
+        node = rt.snapshot()["nodes"]["cv"]
+        sizes = {int(k): n for k, n in node["batch"]["sizes"].items()}
+        assert max(sizes) > 1 and max(sizes) <= 5, sizes
+        assert max(node["counters"]["batch_sizes"]) > 1, "the worker's node got batches through process_batch"
+        island = node["counters"]["island"]
+        assert island["ring_slots"] == 5 and island["alive"] and island["worker_deaths"] == 0
+        assert node["errors"] == 0
+        got = collected(rt, "out")
+        for i in range(5):
+            ids = [f.frame_id for f in got if f.stream_id == f"s{i}"]
+            assert ids == sorted(ids) and len(set(ids)) == len(ids), f"stream s{i} in order, no duplicates"
+            buffers = rt.runners[f"s{i}"].node._buffers  # type: ignore[attr-defined]
+            assert all(any(f.image is b for b in buffers) for f in got if f.stream_id == f"s{i}"), \
+                "every frame of a batch comes back as the graph's own object"
+    assert rt.exit_code == 0
+
+
 async def test_process_node_runs_unchanged_code_and_returns_the_graphs_own_frames() -> None:
     async with running("""
 nodes:

@@ -16,6 +16,7 @@ class Burn(Node):
     """Burns CPU on every message, in C (numpy, GIL released) or pure Python (GIL held), then forwards it."""
 
     isolation = "process"  # like the CV nodes it stands in for
+    max_batch = 1  # batches only where the graph asks (``max_batch: N``): existing graphs keep one message per call
 
     inp = Input(Message)
     out = Output(Message, follows="inp")
@@ -35,6 +36,7 @@ class Burn(Node):
         self.streams_ended: list[str] = []
         self._matrix: Any = None
         self._last: float | None = None
+        self.batch_sizes: list[int] = []  # the last sizes of process_batch calls, as the node saw them
 
     def process(self, msg: Message) -> Message:  # blocking: a worker thread or a worker process
         if self.params.fail_every and (self.messages + 1) % self.params.fail_every == 0:
@@ -64,8 +66,14 @@ class Burn(Node):
         self._last = now
         return msg
 
+    def process_batch(self, msgs: list[Message]) -> list[Message]:
+        """A batch costs what its messages cost one by one (no model to share); it records its size."""
+        self.batch_sizes = [*self.batch_sizes[-15:], len(msgs)]
+        return [self.process(msg) for msg in msgs]
+
     def end_stream(self, end: StreamEnd) -> None:
         self.streams_ended = [*self.streams_ended[-15:], end.stream_id]
 
     def counters(self) -> dict[str, Any]:
-        return {"messages": self.messages, "burned_s": round(self.burned_s, 3), "streams_ended": self.streams_ended}
+        return {"messages": self.messages, "burned_s": round(self.burned_s, 3), "streams_ended": self.streams_ended,
+                "batch_sizes": self.batch_sizes}
