@@ -21,8 +21,9 @@ Wire its input with policy ``latest`` so it always analyses the newest frame and
 ``backend: auto`` takes the best detector available (see :mod:`.choose`; ``flowgraph validate --plan`` prints
 which and why): BlazePose's trained person detector via LiteRT when installed, else background subtraction on a
 fixed camera, else HOG. All heavy work runs in the node's worker thread (a plain ``def process``). Tracker and
-speed state are kept per ``stream_id``, so one node can serve several streams; :meth:`Vibrio.analyse` takes
-several streams' frames and detects them in one batched model call where the backend allows (``blazepose``).
+speed state are kept per ``stream_id``, so one node can serve several streams; the runtime hands it the queued
+frames of several streams at once (``process_batch``, up to the node's ``max_batch``), and :meth:`Vibrio.analyse`
+detects them in one batched model call where the backend allows (``blazepose``).
 On a CUDA placement the torch backends (``motion``, ``torchscript``) run on the device and ``onnx`` asks
 onnxruntime for its CUDA provider; ``hog`` and ``blazepose`` are CPU-only.
 """
@@ -215,6 +216,10 @@ class Vibrio(Node):
     def process(self, frame: VideoFrame) -> Tracks:  # blocking node: runs in the worker thread
         return self.analyse([frame])[0]
 
+    def process_batch(self, frames: list[VideoFrame]) -> list[Tracks]:
+        """The runner's batch of queued frames (on a ``latest`` edge the newest of each stream): one model call."""
+        return self.analyse(frames)
+
     def analyse(self, frames: list[VideoFrame]) -> list[Tracks]:
         """Tracks for several frames — typically the newest of several streams — with one batched detector call
         when the backend has one (``blazepose``); tracker and speed state stay per stream."""
@@ -241,12 +246,13 @@ class Vibrio(Node):
             todo.append((i, frame, state, now))
         detector = self._loaded()
         detect_many = getattr(detector, "detect_many", None)
-        if detect_many is not None and len(todo) > 1:
-            found = detect_many([(frame.image, frame.stream_id) for _, frame, _, _ in todo])
-        else:
-            found = [detector.detect(frame.image, frame.stream_id) for _, frame, _, _ in todo]
-        for (i, frame, state, now), boxes in zip(todo, found, strict=True):
-            results[i] = self._follow(frame, state, now, self._keep(boxes), started)
+        for group in _one_per_stream(todo):
+            if detect_many is not None and len(group) > 1:
+                found = detect_many([(frame.image, frame.stream_id) for _, frame, _, _ in group])
+            else:
+                found = [detector.detect(frame.image, frame.stream_id) for _, frame, _, _ in group]
+            for (i, frame, state, now), boxes in zip(group, found, strict=True):
+                results[i] = self._follow(frame, state, now, self._keep(boxes), started)
         return [r for r in results if r is not None]
 
     def _follow(self, frame: VideoFrame, state: StreamState, now: float, boxes: Any, started: float) -> Tracks:
@@ -365,6 +371,22 @@ class Vibrio(Node):
                 analysed=state.analysed, skipped=state.skipped, backend=self._loaded().info.backend,
                 device=self._loaded().info.device, calibrated=self.plane is not None,
                 tracks=len(state.tracker.tracks))
+
+
+def _one_per_stream(todo: list[Any]) -> list[list[Any]]:
+    """Consecutive runs of ``(i, frame, ...)`` in which no stream repeats: a detector call sees each stream's
+    state (motion history, last boxes) as one-at-a-time calls would, even when a batch holds two frames of one
+    stream (a ``block`` edge)."""
+    groups: list[list[Any]] = []
+    seen: set[str] = set()
+    for item in todo:
+        stream = item[1].stream_id
+        if not groups or stream in seen:
+            groups.append([])
+            seen = set()
+        groups[-1].append(item)
+        seen.add(stream)
+    return groups
 
 
 def _ewma(previous: float, value: float, weight: float = 0.1) -> float:
