@@ -92,6 +92,13 @@ def _outputs(result: Any, default: str | None) -> list[tuple[str, Any]]:
     return [(default, m) for m in (result if isinstance(result, list | tuple) else (result,))]
 
 
+def _frame_ids(msg: Any) -> int | list[int] | None:
+    """What an error report names: the message's frame_id, a batch's frame_ids."""
+    if isinstance(msg, list):
+        return [m.frame_id for m in msg if isinstance(m, Message)]
+    return msg.frame_id if isinstance(msg, Message) else None
+
+
 def _die_with_parent() -> None:
     """Ask the kernel to end this process when the graph's process ends (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -179,8 +186,7 @@ class Worker:
                 outputs = _outputs(result, self.default)
             answer = dump_answer((outputs, self.extras((time.perf_counter() - started) * 1000)), incoming)
         except Exception as exc:
-            frame_id = (msg.frame_id if isinstance(msg, Message)
-                        else [m.frame_id for m in msg if isinstance(m, Message)] if isinstance(msg, list) else None)
+            frame_id = _frame_ids(msg)
             report = {"error": f"{type(exc).__name__}: {exc} (frame {frame_id}, in worker process {os.getpid()})\n"
                                + "".join(traceback.format_exception(exc)).rstrip(),
                       "extras": self.extras((time.perf_counter() - started) * 1000)}

@@ -164,6 +164,27 @@ nodes:
     assert rt.exit_code == 0
 
 
+async def test_a_failing_batch_in_the_worker_names_its_frames() -> None:
+    rt = await run_to_end("""
+nodes:
+  src: {node: frames, params: {width: 64, height: 32, fps: 0, count: 24}}
+  cv:
+    node: burn
+    isolation: process
+    nice: 0
+    max_batch: 4
+    params: {ms: 5, fail_every: 7}
+    inputs: {inp: {from: src/frames, policy: block, queue: 8}}
+  out: {node: collect, inputs: {inp: {from: cv/out, policy: block}}}
+""", timeout=120)
+    assert rt.exit_code == 0
+    node = rt.snapshot()["nodes"]["cv"]
+    assert node["errors"] >= 1 and "injected failure" in node["last_error"]
+    assert "in worker process" in node["last_error"] and "(frame [" in node["last_error"], "a batch names its frames"
+    assert node["counters"]["island"]["worker_deaths"] == 0, "an exception is not a death"
+    assert 0 < len(collected(rt, "out")) == node["processed"] < 24, "a failed batch is skipped as one (skip_message)"
+
+
 async def test_process_node_runs_unchanged_code_and_returns_the_graphs_own_frames() -> None:
     async with running("""
 nodes:
