@@ -39,3 +39,45 @@ def test_missing_model_is_a_clear_error(tmp_path) -> None:
         make_detector(DetectorConfig(backend="torchscript", model=str(tmp_path / "nope.pt")))
     with pytest.raises(ValueError, match="unknown vibrio backend"):
         make_detector(DetectorConfig(backend="yolo"))
+
+
+#: Three streams' pictures of two shapes, each with its bright rectangle somewhere else.
+STREAMS = [((640, 360), (200, 100, 300, 300)), ((360, 640), (100, 200, 200, 500)), ((640, 360), (400, 50, 480, 200))]
+
+
+class OneAtATime(torch.nn.Module):
+    """A model traced for a batch of exactly one picture (as many real exports are)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from .conftest import TinyYolo
+
+        self.inner = TinyYolo()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.reshape(1, 3, x.shape[-2], x.shape[-1]))
+
+
+def test_several_streams_go_through_the_model_in_one_call(tiny_model) -> None:
+    detector = make_detector(DetectorConfig(backend="torchscript", model=str(tiny_model("torchscript")),
+                                            input_size=320))
+    pictures = [(picture_with_box(w, h, box), f"s{i}") for i, ((w, h), box) in enumerate(STREAMS)]
+    apart = [detector.detect(image, key) for image, key in pictures]
+    runs = detector.runs  # type: ignore[attr-defined]
+    together = detector.detect_many(pictures)  # type: ignore[attr-defined]
+    assert detector.runs == runs + 1, "one model call for the three pictures"  # type: ignore[attr-defined]
+    for one, other, (_, box) in zip(together, apart, STREAMS, strict=True):
+        np.testing.assert_allclose(one, other, atol=1e-3)
+        np.testing.assert_allclose(one[0, :4], box, atol=2.5)  # each picture's own rectangle, not a neighbour's
+
+
+def test_a_model_for_one_picture_gets_a_batch_one_by_one(tmp_path, caplog) -> None:
+    from .conftest import export
+
+    path = export(OneAtATime(), tmp_path / "one.pt", "torchscript")
+    detector = make_detector(DetectorConfig(backend="torchscript", model=str(path), input_size=320))
+    pictures = [(picture_with_box(w, h, box), f"s{i}") for i, ((w, h), box) in enumerate(STREAMS)]
+    boxes = detector.detect_many(pictures)  # type: ignore[attr-defined]
+    assert detector.single_only and "takes one picture per call" in caplog.text  # type: ignore[attr-defined]
+    for found, (_, box) in zip(boxes, STREAMS, strict=True):
+        np.testing.assert_allclose(found[0, :4], box, atol=2.5)
