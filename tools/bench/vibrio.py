@@ -18,6 +18,13 @@ over the frames after a warm-up. On a shared machine the numbers are noisy: run 
     python tools/bench/vibrio.py [--frames 30] [--threads 2] [--backends baseline hog motion blazepose onnx ...]
     python tools/bench/vibrio.py --clip [--size 640x360] [--backends hog motion blazepose]
 
+``--streams 1 2 4`` measures several streams analysed in one batched call (``Vibrio.process_batch``, what the
+runtime calls with the newest frame of each stream) against the same frames one at a time, interleaved step by
+step in the same run (two nodes, same pictures: N synthetic 640×360 scenes with 2 people each, different seeds):
+wall and CPU ms per frame per stream, and the batched call's share of the one-at-a-time cost.
+
+    python tools/bench/vibrio.py --streams 1 2 4 [--backends blazepose] [--frames 30]
+
 ``--clip`` runs the backends over the real pedestrian clip (opencv-doc ``vtest.avi``, 795 frames, resized to
 ``--size``; ``native`` keeps 768×576) and scores them against the hand labels of
 ``tests/nodes/vibrio/data/vtest_people.json``: recall and false boxes per labelled person of the confirmed tracks,
@@ -33,6 +40,7 @@ import statistics
 import tempfile
 import time
 import warnings
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +140,57 @@ def measure(backend: str, scene: Scene, rendered: list[tuple[np.ndarray, Any]], 
     return statistics.median(times), float(np.mean(tracks))
 
 
+def streams_table(backend: str, counts: list[int], frames: int, warmup: int, threads: int) -> None:
+    """ms per frame per stream, N streams batched vs one at a time, interleaved in the same run."""
+    import os
+
+    print(f"vibrio {backend}: N streams of 640x360 (2 people each) in one batched call vs one frame at a time, "
+          f"interleaved per step in the same run; {threads} threads, {frames} steps after {warmup} warm-up; "
+          f"load before {tuple(round(v, 1) for v in os.getloadavg())} (taken under load: shared 2-core machine)")
+    print("| streams | batched ms/frame wall | one at a time ms/frame wall | batched ms/frame CPU | "
+          "one at a time ms/frame CPU | batched / one at a time (CPU) | detector calls per step | load after |")
+    print("|---|---|---|---|---|---|---|---|")
+    results = []
+    for count in counts:
+        scenes = [Scene(SceneConfig(width=640, height=360, people=2, seed=11 + k)) for k in range(count)]
+        rendered = [[scene.render(i)[0] for i in range(frames + warmup)] for scene in scenes]
+        params = validate(Vibrio.Params, {"backend": backend, "threads": threads})
+        together, apart = Vibrio(NodeContext("batched"), params), Vibrio(NodeContext("single"), params)
+        asyncio.run(together.start())
+        asyncio.run(apart.start())
+        runs_before = 0
+        wall = {"batched": 0.0, "single": 0.0}
+        cpu = {"batched": 0.0, "single": 0.0}
+        for step in range(frames + warmup):
+            batch = [VideoFrame(image=rendered[k][step], stream_id=f"s{k}", frame_id=step, pts=step,
+                                time_base=Fraction(1, 30)) for k in range(count)]
+            if step == warmup:
+                runs_before = getattr(together.detector, "runs", 0)
+            for mode in ("batched", "single") if step % 2 else ("single", "batched"):  # alternate who goes first
+                started, cpu_started = time.perf_counter(), time.process_time()
+                if mode == "batched":
+                    together.process_batch(batch)
+                else:
+                    for frame in batch:
+                        apart.process(frame)
+                if step >= warmup:
+                    wall[mode] += time.perf_counter() - started
+                    cpu[mode] += time.process_time() - cpu_started
+        calls = (getattr(together.detector, "runs", 0) - runs_before) / frames
+        asyncio.run(together.stop())
+        asyncio.run(apart.stop())
+        per = {mode: 1000 * wall[mode] / (frames * count) for mode in wall}
+        per_cpu = {mode: 1000 * cpu[mode] / (frames * count) for mode in cpu}
+        ratio = per_cpu["batched"] / per_cpu["single"]
+        load = os.getloadavg()
+        print(f"| {count} | {per['batched']:.1f} | {per['single']:.1f} | {per_cpu['batched']:.1f} | "
+              f"{per_cpu['single']:.1f} | {ratio:.2f} | {calls:.1f} | {load[0]:.1f} |", flush=True)
+        results.append({"backend": backend, "streams": count, "batched_ms": per["batched"], "single_ms": per["single"],
+                        "batched_cpu_ms": per_cpu["batched"], "single_cpu_ms": per_cpu["single"],
+                        "model_calls_per_step": calls, "load": load})
+    record("vibrio_streams", results)
+
+
 def clip_table(backends: list[str], size: tuple[int, int] | None, threads: int) -> None:
     import os
     import sys
@@ -167,8 +226,14 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--clip", action="store_true", help="score backends on the real clip against hand labels")
     parser.add_argument("--size", default="640x360", help="--clip: picture size WxH, or native")
+    parser.add_argument("--streams", type=int, nargs="+", help="N streams batched vs one at a time (e.g. 1 2 4)")
     args = parser.parse_args()
     import cv2
+
+    if args.streams:
+        backend = args.backends[0] if args.backends != list(BACKENDS) else "blazepose"
+        streams_table(backend, args.streams, args.frames, args.warmup, args.threads)
+        return
 
     if args.clip:
         backends = [b for b in args.backends if b in ("hog", "motion", "blazepose")] if args.backends != list(
