@@ -21,9 +21,11 @@ over the frames after a warm-up. On a shared machine the numbers are noisy: run 
 ``--streams 1 2 4`` measures several streams analysed in one batched call (``Vibrio.process_batch``, what the
 runtime calls with the newest frame of each stream) against the same frames one at a time, interleaved step by
 step in the same run (two nodes, same pictures: N synthetic 640×360 scenes with 2 people each, different seeds):
-wall and CPU ms per frame per stream, and the batched call's share of the one-at-a-time cost.
+wall and CPU ms per frame per stream, and the batched call's share of the one-at-a-time cost. Backends with a
+batched model call: ``blazepose`` (all crops of all pictures in one LiteRT call) and ``torchscript`` (the stand-in
+above, its pictures stacked into one forward; ``onnx`` here is exported for a batch of one, so it runs one by one).
 
-    python tools/bench/vibrio.py --streams 1 2 4 [--backends blazepose] [--frames 30]
+    python tools/bench/vibrio.py --streams 1 2 4 [--backends blazepose torchscript] [--frames 30]
 
 ``--clip`` runs the backends over the real pedestrian clip (opencv-doc ``vtest.avi``, 795 frames, resized to
 ``--size``; ``native`` keeps 768×576) and scores them against the hand labels of
@@ -140,21 +142,25 @@ def measure(backend: str, scene: Scene, rendered: list[tuple[np.ndarray, Any]], 
     return statistics.median(times), float(np.mean(tracks))
 
 
-def streams_table(backend: str, counts: list[int], frames: int, warmup: int, threads: int) -> None:
+def streams_table(backends: list[str], counts: list[int], frames: int, warmup: int, threads: int,
+                  models: dict[str, Path]) -> None:
     """ms per frame per stream, N streams batched vs one at a time, interleaved in the same run."""
     import os
 
-    print(f"vibrio {backend}: N streams of 640x360 (2 people each) in one batched call vs one frame at a time, "
-          f"interleaved per step in the same run; {threads} threads, {frames} steps after {warmup} warm-up; "
-          f"load before {tuple(round(v, 1) for v in os.getloadavg())} (taken under load: shared 2-core machine)")
-    print("| streams | batched ms/frame wall | one at a time ms/frame wall | batched ms/frame CPU | "
-          "one at a time ms/frame CPU | batched / one at a time (CPU) | detector calls per step | load after |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"vibrio: N streams of 640x360 (2 people each) in one batched call vs one frame at a time, interleaved "
+          f"per step in the same run; {threads} threads, {frames} steps after {warmup} warm-up; load before "
+          f"{tuple(round(v, 1) for v in os.getloadavg())} (taken under load: shared 2-core machine)")
+    print("| backend | streams | batched ms/frame wall | one at a time ms/frame wall | batched ms/frame CPU | "
+          "one at a time ms/frame CPU | batched / one at a time (CPU) | model calls per step | load after |")
+    print("|---|---|---|---|---|---|---|---|---|")
     results = []
-    for count in counts:
+    for backend, count in ((b, c) for b in backends for c in counts):
         scenes = [Scene(SceneConfig(width=640, height=360, people=2, seed=11 + k)) for k in range(count)]
         rendered = [[scene.render(i)[0] for i in range(frames + warmup)] for scene in scenes]
-        params = validate(Vibrio.Params, {"backend": backend, "threads": threads})
+        given: dict[str, Any] = {"backend": backend, "threads": threads}
+        if backend in models:
+            given["model"] = str(models[backend])
+        params = validate(Vibrio.Params, given)
         together, apart = Vibrio(NodeContext("batched"), params), Vibrio(NodeContext("single"), params)
         asyncio.run(together.start())
         asyncio.run(apart.start())
@@ -183,7 +189,7 @@ def streams_table(backend: str, counts: list[int], frames: int, warmup: int, thr
         per_cpu = {mode: 1000 * cpu[mode] / (frames * count) for mode in cpu}
         ratio = per_cpu["batched"] / per_cpu["single"]
         load = os.getloadavg()
-        print(f"| {count} | {per['batched']:.1f} | {per['single']:.1f} | {per_cpu['batched']:.1f} | "
+        print(f"| {backend} | {count} | {per['batched']:.1f} | {per['single']:.1f} | {per_cpu['batched']:.1f} | "
               f"{per_cpu['single']:.1f} | {ratio:.2f} | {calls:.1f} | {load[0]:.1f} |", flush=True)
         results.append({"backend": backend, "streams": count, "batched_ms": per["batched"], "single_ms": per["single"],
                         "batched_cpu_ms": per_cpu["batched"], "single_cpu_ms": per_cpu["single"],
@@ -231,8 +237,11 @@ def main() -> None:
     import cv2
 
     if args.streams:
-        backend = args.backends[0] if args.backends != list(BACKENDS) else "blazepose"
-        streams_table(backend, args.streams, args.frames, args.warmup, args.threads)
+        backends = [b for b in args.backends if b in ("blazepose", "onnx", "torchscript")] if args.backends != list(
+            BACKENDS) else ["blazepose", "torchscript"]
+        with tempfile.TemporaryDirectory() as tmp:
+            models = export_models(Path(tmp)) if {"onnx", "torchscript"} & set(backends) else {}
+            streams_table(backends, args.streams, args.frames, args.warmup, args.threads, models)
         return
 
     if args.clip:
