@@ -126,3 +126,40 @@ def test_two_frames_of_one_stream_in_a_batch_are_detected_in_order(pictures: dic
         asyncio.run(node.stop())
     assert [(o.stream_id, o.frame_id) for o in out] == [("a", 0), ("b", 0), ("a", 1)]
     assert spy.many[0] == 2 and spy.single == 1, "a0 and b0 together, then a1 after them"
+
+
+async def test_vibrio_in_its_worker_process_gets_several_streams_per_call() -> None:
+    """Through the runtime: three streams on ``latest`` edges into vibrio in its own process (``isolation: auto``)
+    arrive there as batches, and every answer comes back with the graph's own frame of its own stream."""
+    import time
+
+    from flowgraph.testing import collected, running
+
+    sources = "\n".join(f"  cam{i}: {{node: frames, params: {{width: 320, height: 180, fps: 100, "
+                        f"stream_id: cam{i}}}}}" for i in range(3))
+    wires = ", ".join(f"{{from: cam{i}/frames, policy: latest}}" for i in range(3))
+    async with running(f"""
+nodes:
+{sources}
+  vibrio: {{node: vibrio, max_batch: 4, params: {{backend: blazepose, threads: 1}}, inputs: {{frames: [{wires}]}}}}
+  out: {{node: collect, inputs: {{inp: vibrio/tracks}}}}
+""", ready_timeout=180) as rt:
+        assert rt.plan.nodes["vibrio"].mode == "process" and rt.plan.nodes["vibrio"].max_batch == 4
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if rt.runners["vibrio"].stats.processed >= 30:
+                break
+            await asyncio.sleep(0.1)
+        node = rt.snapshot()["nodes"]["vibrio"]
+        assert node["processed"] >= 30 and node["errors"] == 0
+        sizes = {int(k) for k in node["batch"]["sizes"]}
+        assert max(sizes) > 1, f"streams shared calls: {node['batch']}"
+        assert node["counters"]["streams"] == 3, "the worker's node keeps one state per stream"
+        got = collected(rt, "out")
+        for out in got:
+            assert out.stream_id == out.frame.stream_id
+            buffers = rt.runners[out.stream_id].node._buffers  # type: ignore[attr-defined]
+            assert any(out.frame.image is b for b in buffers), "the graph's own frame comes back"
+        for i in range(3):
+            ids = [out.frame_id for out in got if out.stream_id == f"cam{i}"]
+            assert ids and ids == sorted(ids), f"cam{i} in order"
