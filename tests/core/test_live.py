@@ -73,6 +73,14 @@ def test_diff_names_what_changes() -> None:
     assert diff_plans(old, compile_text(BASE)).empty
 
 
+def test_a_new_max_batch_restarts_the_node() -> None:
+    text = "nodes: {t: {node: tick}, b: {node: burn, isolation: thread, max_batch: 4, inputs: {inp: t/out}}}"
+    old = compile_text(text)
+    d = diff_plans(old, compile_text(text.replace("max_batch: 4", "max_batch: 2, batch_wait_ms: 5")))
+    assert d.restarted == {"b": ["max_batch", "batch_wait_ms"]}
+    assert diff_plans(old, compile_text(text)).empty
+
+
 async def test_add_and_remove_a_node_while_the_rest_flows(plan) -> None:
     async with running(plan) as rt:
         live = live_runtime(rt)
