@@ -7,9 +7,10 @@ travels back as the frame's token and the graph side substitutes its own origina
 
 The ring is a ``memfd`` (anonymous shared memory, freed when both sides close it — nothing to leak in
 ``/dev/shm`` when a process is killed) handed to the worker over the Unix socket with ``SCM_RIGHTS``. It grows
-(a new memfd) when a larger picture arrives. It has a slot for each picture of one call at least (a batch), and a
-slot is rewritten ``slots`` frames later, so a remote node must not
-keep a picture beyond the call that received it — the same rule as for any message: read-only, copy what you keep.
+(a new memfd) when a larger picture arrives, or a call with more pictures than it has slots (a batch of several
+streams' frames: each keeps its own slot for the call). A slot is rewritten ``slots`` frames later, so a remote
+node must not keep a picture beyond the call that received it — the same rule as for any message: read-only, copy
+what you keep.
 """
 
 from __future__ import annotations
@@ -59,12 +60,14 @@ class FrameRing:
         self.frames_written = 0
         self.bytes_written = 0
 
-    def reserve(self, nbytes: int) -> RingAnnouncement | None:
-        """Make sure a picture of ``nbytes`` fits; returns an announcement when a new ring was made."""
-        if nbytes <= self.slot_size:
+    def reserve(self, nbytes: int, pictures: int = 1) -> RingAnnouncement | None:
+        """Make sure a picture of ``nbytes`` fits and a call of ``pictures`` pictures has a slot for each (a batch
+        never overwrites its own pictures); returns an announcement when a new ring was made."""
+        if nbytes <= self.slot_size and pictures <= self.slots:
             return None
         self.close()
-        self.slot_size = _round_up(max(nbytes, PAGE))
+        self.slot_size = max(self.slot_size, _round_up(max(nbytes, PAGE)))
+        self.slots = max(self.slots, pictures)
         self.generation += 1
         fd = os.memfd_create(f"flowgraph-{self.name}-{self.generation}", os.MFD_CLOEXEC)
         os.ftruncate(fd, self.slot_size * self.slots)
@@ -147,7 +150,7 @@ class _GraphPickler(pickle.Pickler):
         if known is not None:
             return known
         image: np.ndarray = obj.image
-        announcement = self._ring.reserve(image.nbytes)
+        announcement = self._ring.reserve(image.nbytes, len(self._call.frames) + 1)
         if announcement is not None:
             self._call.announcement = announcement
             self._call.regrown = bool(self._call.frames)
@@ -169,12 +172,9 @@ def dump_call(obj: Any, ring: FrameRing) -> tuple[bytes, OutgoingCall]:
         call = OutgoingCall(announcement=announcement)
         buffer = io.BytesIO()
         _GraphPickler(buffer, ring, call).dump(obj)
-        if not call.regrown:  # the slots only grow, so a second pass at most per larger picture
+        if not call.regrown:  # slots only grow (in size and number): a pass more at most per larger picture or call
             break
         announcement = call.announcement
-    if len(call.frames) > ring.slots:
-        raise ValueError(f"a call to the worker of {ring.name!r} carries {len(call.frames)} pictures but its ring has "
-                         f"{ring.slots} slots (one per picture of a call)")
     return buffer.getvalue(), call
 
 

@@ -22,19 +22,18 @@ import sys
 from typing import Any
 
 from . import wire
-from .frames import SLOTS, FrameRing, dump_call, load_answer
+from .frames import FrameRing, dump_call, load_answer
 from .transport import Answer, RemoteError, WorkerDied, WorkerSpec
 
 
 class LocalProcess:
     """One worker process for one node (see :class:`~flowgraph.island.transport.Transport`)."""
 
-    def __init__(self, name: str, slots: int = SLOTS) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
-        self._slots = slots  # at least the pictures of one call (a batch): a call never overwrites its own slot
-        self._ring = FrameRing(name, slots)
+        self._ring = FrameRing(name)
         self.exit_code: int | None = None
         self.started = 0
         self._booting = False  # launched, READY not read yet
@@ -58,7 +57,7 @@ class LocalProcess:
             theirs.close()
         ours.setblocking(False)
         self._sock = ours
-        self._ring = FrameRing(self.name, self._slots)
+        self._ring = FrameRing(self.name)
         self.started += 1
         self._booting = True
         await wire.send(ours, wire.Kind.INIT, pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL))

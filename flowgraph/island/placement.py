@@ -77,7 +77,7 @@ def stand_in(cls: type[Node], nice: int = DEFAULT_NICE, max_batch: int = 1) -> t
     for port in cls.inputs:
         namespace[f"on_{port}"] = _forwarder(port)
     if max_batch > 1 and cls.batch_ports():
-        namespace.update(batch_ports=cls.batch_ports, process_batch=_batch_forwarder, island_max_batch=max_batch)
+        namespace.update(batch_ports=cls.batch_ports, process_batch=_batch_forwarder)
     return type(f"Remote{cls.__name__}", (RemoteNode,), namespace)
 
 

@@ -40,8 +40,6 @@ class RemoteNode(Node):
     island_nice: ClassVar[int] = 10
     #: Seconds between respawns of a dead worker under ``on_error: skip_message``.
     respawn_backoff_s: ClassVar[float] = 0.5
-    #: Messages per call at most (``max_batch``): the frame ring needs a slot for each picture of one call.
-    island_max_batch: ClassVar[int] = 1
 
     def __init__(self, ctx: NodeContext, params: Any = None) -> None:
         super().__init__(ctx, params)
@@ -58,10 +56,9 @@ class RemoteNode(Node):
         self._worker_info: dict[str, Any] = {}
 
     def _transport(self) -> Transport:
-        from .frames import SLOTS
         from .local import LocalProcess
 
-        return LocalProcess(self.name, slots=max(SLOTS, self.island_max_batch))
+        return LocalProcess(self.name)
 
     def spec(self) -> WorkerSpec:
         cls = self.remote_cls
