@@ -17,6 +17,8 @@ def node_info(cls: type[Node]) -> dict[str, Any]:
         "source": cls.is_source(),
         "gpu": cls.gpu,
         "mode": "inline" if cls.blocking() and cls.cheap else ("thread" if cls.blocking() else "async"),
+        #: messages per ``process_batch`` call unless the graph sets ``max_batch`` (None: no batch handler)
+        "max_batch": cls.max_batch if cls.batch_ports() else None,
         "inputs": {p: {"type": i.type.__name__, "required": i.required, "doc": i.doc} for p, i in cls.inputs.items()},
         "outputs": {p: {"type": o.type.__name__, "doc": o.doc} for p, o in cls.outputs.items()},
         "params": schema_of(cls.Params),
@@ -53,6 +55,8 @@ def describe_nodes(name: str | None = None, *, as_json: bool = False, registry: 
             lines.append(f"{info['name']}: failed to load ({info['error']})")
             continue
         flags = [info["mode"]] + (["source"] if info["source"] else []) + (["gpu"] if info["gpu"] else [])
+        if info["max_batch"] is not None:
+            flags.append(f"batches up to {info['max_batch']}")
         lines.append(f"{info['name']}  [{', '.join(flags)}]  {info['summary']}")
         for port, i in info["inputs"].items():
             optional = "" if i["required"] else " (optional)"

@@ -58,6 +58,10 @@ def test_nodes_lists_ports_types_and_params(capsys: pytest.CaptureFixture[str]) 
     assert main(["nodes", "--json"]) == 0
     infos = json.loads(capsys.readouterr().out)
     assert {"tick", "collect", "passthrough"} <= {i["name"] for i in infos}
+    by_name = {i["name"]: i for i in infos}
+    assert by_name["vibrio"]["max_batch"] == 8 and by_name["tick"]["max_batch"] is None
+    assert main(["nodes", "vibrio"]) == 0
+    assert "vibrio  [thread, gpu, batches up to 8]" in capsys.readouterr().out
     assert main(["nodes", "nope"]) == 2
 
 
