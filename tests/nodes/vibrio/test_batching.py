@@ -5,6 +5,7 @@ one frame at a time."""
 from __future__ import annotations
 
 import asyncio
+import time
 from fractions import Fraction
 from typing import Any
 
@@ -78,7 +79,11 @@ def test_streams_batched_match_one_at_a_time_with_state_kept_apart(pictures: dic
         answers: dict[str, list[tuple[Tracks, Tracks]]] = {}
         for step in range(STEPS):
             frames = frames_at(step, pictures)
+            called = time.perf_counter()
             together = batched.process_batch(frames)
+            call_ms = (time.perf_counter() - called) * 1000
+            # each frame's process_ms is its share of the call, not the time since the call began
+            assert all(o.process_ms > 0 for o in together) and sum(o.process_ms for o in together) <= call_ms + 0.5
             apart = [single.process(frame) for frame in frames]
             assert [(o.stream_id, o.frame_id) for o in together] == [(f.stream_id, f.frame_id) for f in frames]
             assert all(o.frame is f for o, f in zip(together, frames, strict=True)), "each answer names its frame"
@@ -131,8 +136,6 @@ def test_two_frames_of_one_stream_in_a_batch_are_detected_in_order(pictures: dic
 async def test_vibrio_in_its_worker_process_gets_several_streams_per_call() -> None:
     """Through the runtime: three streams on ``latest`` edges into vibrio in its own process (``isolation: auto``)
     arrive there as batches, and every answer comes back with the graph's own frame of its own stream."""
-    import time
-
     from flowgraph.testing import collected, running
 
     sources = "\n".join(f"  cam{i}: {{node: frames, params: {{width: 320, height: 180, fps: 100, "
