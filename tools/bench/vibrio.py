@@ -151,7 +151,7 @@ def streams_table(backends: list[str], counts: list[int], frames: int, warmup: i
           f"per step in the same run; {threads} threads, {frames} steps after {warmup} warm-up; load before "
           f"{tuple(round(v, 1) for v in os.getloadavg())} (taken under load: shared 2-core machine)")
     print("| backend | streams | batched ms/frame wall | one at a time ms/frame wall | batched ms/frame CPU | "
-          "one at a time ms/frame CPU | batched / one at a time (CPU) | model calls per step | load after |")
+          "one at a time ms/frame CPU | batched / one at a time (CPU) | batched model calls per step | load after |")
     print("|---|---|---|---|---|---|---|---|---|")
     results = []
     for backend, count in ((b, c) for b in backends for c in counts):
