@@ -1,7 +1,9 @@
 """The ``encode`` node: one H.264 rendition, shared by every consumer of its ``packets`` output.
 
-One node is one encoder at one size and bitrate; a ladder is one node per rendition (each runs in its own worker
-thread, so renditions encode in parallel on separate cores)::
+One node is one rendition at one size and bitrate; a ladder is one node per rendition (each runs in its own worker
+thread, so renditions encode in parallel on separate cores). Several streams on the input get an encoder each
+(``max_streams`` at most; freed when the stream ends); ``stream_id: "{stream}/360p"`` names each output after its
+input::
 
     enc_720: {node: encode, inputs: {frames: dec/frames}, params: {height: 720, bitrate_kbps: 2500}}
     enc_360: {node: encode, inputs: {frames: dec/frames}, params: {height: 360, bitrate_kbps: 600}}
@@ -25,12 +27,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
 from flowgraph.context import NodeContext
-from flowgraph.messages import Analytics, Control, Packet, VideoFrame
+from flowgraph.messages import Analytics, Control, Packet, StreamEnd, VideoFrame
 from flowgraph.node import Node
 from flowgraph.params import param
 from flowgraph.ports import Input, Output
@@ -60,7 +62,10 @@ class Encode(Node):
         gop: int = param(60, "keyframe interval (frames)", minimum=1)
         preset: str = param("veryfast", "x264 preset")
         codec: Literal["auto", "libx264", "h264_nvenc"] = param("auto", "auto = NVENC when placed on CUDA")
-        stream_id: str = param("", "stream_id of the output ('' = the input's), e.g. cam1/360p")
+        stream_id: str = param("", "stream_id of the output ('' = the input's), e.g. cam1/360p, or {stream}/360p "
+                                   "for several input streams")
+        max_streams: int = param(16, "input streams encoded at once (an encoder each); frames of more are refused",
+                                 minimum=1, maximum=1024)
         overlay: bool = param(False, "burn in each picture's analytics (boxes, ids, skeletons, speeds)")
         overlay_max_age_s: float = param(0.5, "draw analytics at most this much older than the picture (pts; "
                                               "wall clock for messages without pts)", exclusiveMinimum=0)
@@ -81,15 +86,13 @@ class Encode(Node):
 
         self._maker_cls = PacketMaker
         self._counters = IngestCounters()
-        self._maker: PacketMaker | None = None
-        self._encoder: Any = None
-        self._lock = threading.Lock()  # the encoder lives in the worker thread; control calls come from the loop
+        self._lanes: dict[str, _Lane] = {}  # per input stream_id
+        self._lock = threading.Lock()  # lanes live in the worker thread; control calls come from the loop
         self._pending_bitrate: int | None = None
-        self._pending_keyframe = False
-        self._last_pts = -1
         self._overlay: Any = None
-        self._held: deque[tuple[VideoFrame, float]] = deque()  # pictures waiting for their analytics
         self.held_overflow = 0
+        self.refused_streams = 0
+        self.bitrate_changes_done = 0  # by lanes that since ended
         if self.params.overlay:
             from .overlay import OverlayState
 
@@ -106,21 +109,26 @@ class Encode(Node):
         with self._lock:
             self._pending_bitrate = int(kbps)
 
-    def request_keyframe(self) -> None:
+    def request_keyframe(self, stream_id: str = "") -> None:
+        """The next picture of ``stream_id`` (input or output id; '' or one this node does not encode: every
+        stream) is an IDR."""
         with self._lock:
-            self._pending_keyframe = True
             self.keyframe_requests += 1
+            lanes = [lane for key, lane in self._lanes.items() if stream_id in (key, lane.out_id)]
+            for lane in lanes or self._lanes.values():
+                lane.pending_keyframe = True
 
     @property
     def bitrate_kbps(self) -> int:
         pending = self._pending_bitrate
         if pending is not None:
             return pending
-        return self._encoder.bitrate_kbps if self._encoder is not None else self.params.bitrate_kbps
+        lane = next(iter(self._lanes.values()), None)
+        return lane.encoder.bitrate_kbps if lane is not None else self.params.bitrate_kbps
 
     async def on_control(self, msg: Control) -> None:
         if msg.command == "keyframe":
-            self.request_keyframe()
+            self.request_keyframe(msg.stream_id)
         elif msg.command == "bitrate":
             kbps = msg.args.get("kbps")
             if isinstance(kbps, int | float) and kbps > 0:
@@ -130,86 +138,108 @@ class Encode(Node):
         if self._overlay is None:
             return
         self._overlay.update(msg)
-        if self._held:  # pictures waiting for their analytics: some may be complete now
-            for packet in await self.offload(self._release, False):
+        lane = self._lanes.get(msg.stream_id)
+        if lane is not None and lane.held:  # pictures waiting for their analytics: some may be complete now
+            for packet in await self.offload(self._release, lane, False):
                 await self.packets.send(packet)
 
     async def flush(self) -> None:
-        if self._held:
-            for packet in await self.offload(self._release, True):
+        for lane in list(self._lanes.values()):
+            if lane.held:
+                for packet in await self.offload(self._release, lane, True):
+                    await self.packets.send(packet)
+
+    async def end_stream(self, end: StreamEnd) -> None:
+        """The stream's held pictures are encoded and sent (before the marker goes on), then its encoder freed."""
+        lane = self._lanes.get(end.stream_id)
+        if lane is None:
+            return
+        if lane.held:
+            for packet in await self.offload(self._release, lane, True):
                 await self.packets.send(packet)
+        with self._lock:
+            self._lanes.pop(end.stream_id, None)
+            self.bitrate_changes_done += lane.encoder.bitrate_changes
 
     # -- encoding (worker thread) -----------------------------------------------------------------------------
     def process(self, frame: VideoFrame) -> list[Packet] | None:
+        lane = self._lane(frame)
         if self._overlay is None or self.params.overlay_wait_ms <= 0:
-            return self._encode(frame) or None
-        self._held.append((frame, time.monotonic()))
-        return self._release(False, arriving=frame) or None
+            return self._encode(lane, frame) or None
+        lane.held.append((frame, time.monotonic()))
+        return self._release(lane, False, arriving=frame) or None
 
-    def _release(self, everything: bool, arriving: VideoFrame | None = None) -> list[Packet]:
-        """Encode the held pictures, oldest first, up to the first one still waiting for its analytics (within
-        its deadline). Pictures are held in this node, not in the worker, so analytics keep arriving meanwhile."""
+    def _release(self, lane: _Lane, everything: bool, arriving: VideoFrame | None = None) -> list[Packet]:
+        """Encode a stream's held pictures, oldest first, up to the first one still waiting for its analytics
+        (within its deadline). Pictures are held in this node, not in the worker, so analytics keep arriving
+        meanwhile; each stream waits for its own analytics only."""
         assert self._overlay is not None
         out: list[Packet] = []
         wait_s = self.params.overlay_wait_ms / 1000
-        while self._held:
-            frame, arrived = self._held[0]
-            if not everything and len(self._held) <= MAX_HELD and not self._overlay.ready(
+        held = lane.held
+        while held:
+            frame, arrived = held[0]
+            if not everything and len(held) <= MAX_HELD and not self._overlay.ready(
                     frame.stream_id, frame.pts_seconds, arrived, wait_s):
                 break
-            self._held.popleft()
-            if len(self._held) >= MAX_HELD:
+            held.popleft()
+            if len(held) >= MAX_HELD:
                 self.held_overflow += 1
             if frame is not arriving:  # drawn later than it arrived: it was held
                 self._overlay.note_hold(time.monotonic() - arrived)
-            out += self._encode(frame)
+            out += self._encode(lane, frame)
         return out
 
-    def _encode(self, frame: VideoFrame) -> list[Packet]:
+    def _encode(self, lane: _Lane, frame: VideoFrame) -> list[Packet]:
         image = frame.numpy() if frame.device != "cpu" or hasattr(frame.image, "detach") else frame.image
-        encoder = self._encoder_for(image.shape[1], image.shape[0])
+        encoder = lane.encoder
         with self._lock:
             if self._pending_bitrate is not None:
-                encoder.set_bitrate(self._pending_bitrate)
+                for each in self._lanes.values():
+                    each.encoder.set_bitrate(self._pending_bitrate)
                 self._pending_bitrate = None
-            if self._pending_keyframe:
+            if lane.pending_keyframe:
                 encoder.request_keyframe()
-                self._pending_keyframe = False
+                lane.pending_keyframe = False
         if self._overlay is not None:
-            t = frame.pts_seconds
-            chosen = self._overlay.choose(frame.stream_id, t)
+            chosen = self._overlay.choose(frame.stream_id, frame.pts_seconds)
             if not chosen.empty:  # frames are shared read-only: draw on our own copy
                 image = self._overlay.draw(image.copy(), chosen=chosen)
                 self.overlays_drawn += 1
-        pts = self._pts(frame)
+        pts = lane.next_pts(frame, self.params.fps)
         out: list[Packet] = []
-        assert self._maker is not None
         for data, out_pts, _key in encoder.encode(image, pts, format=frame.format):
-            packet = self._maker.from_annexb(data, pts=out_pts, time_base=TIME_BASE)
+            packet = lane.maker.from_annexb(data, pts=out_pts, time_base=TIME_BASE)
             if packet is not None:
                 packet.like(frame)  # frame_id and t_capture trace back to the source frame
                 packet.pts = packet.dts = out_pts
                 packet.time_base = TIME_BASE
-                packet.stream_id = self.params.stream_id or frame.stream_id
+                packet.stream_id = lane.out_id
                 out.append(packet)
         if out:
-            self._report.maybe(out[0].stream_id, lambda: {"node": self.name, "source": frame.stream_id,
-                                                          **self.counters()})
+            self._report.maybe(lane.out_id, lambda: {"node": self.name, "source": frame.stream_id,
+                                                     **self.counters()})
         return out
 
-    def _pts(self, frame: VideoFrame) -> int:
-        """The frame's time on the 90 kHz clock, strictly increasing (the encoder rejects repeats)."""
-        if frame.pts is not None and frame.time_base is not None:
-            pts = int(frame.pts * frame.time_base * 90_000)
-        else:
-            pts = self._last_pts + round(90_000 / self.params.fps)
-        pts = max(pts, self._last_pts + 1)
-        self._last_pts = pts
-        return pts
+    def _lane(self, frame: VideoFrame) -> _Lane:
+        """The input stream's encoder, made on its first picture (at the size that picture asks for)."""
+        lane = self._lanes.get(frame.stream_id)
+        if lane is not None:
+            return lane
+        p = self.params
+        out_id = p.stream_id.replace("{stream}", frame.stream_id) if p.stream_id else frame.stream_id
+        if len(self._lanes) >= p.max_streams or out_id in (other.out_id for other in self._lanes.values()):
+            self.refused_streams += 1
+            why = (f"max_streams {p.max_streams} reached" if len(self._lanes) >= p.max_streams else
+                   f"stream_id {p.stream_id!r} would name two streams' renditions the same (use {{stream}} in it)")
+            raise ValueError(f"encode: stream {frame.stream_id!r} refused: {why}")
+        encoder = self._encoder_for(frame.width, frame.height)
+        lane = _Lane(encoder=encoder, maker=self._maker_cls(out_id, self._counters), out_id=out_id)
+        with self._lock:
+            self._lanes[frame.stream_id] = lane
+        return lane
 
     def _encoder_for(self, in_width: int, in_height: int) -> Any:
-        if self._encoder is not None:
-            return self._encoder
         from .encoder import EncoderConfig, H264Encoder
 
         p = self.params
@@ -224,23 +254,46 @@ class Encode(Node):
         codec = p.codec
         if codec == "auto":
             codec = "h264_nvenc" if self.device.startswith("cuda") else "libx264"
-        self._encoder = H264Encoder(EncoderConfig(width=width, height=height, fps=p.fps,
-                                                  bitrate_kbps=p.bitrate_kbps, gop=p.gop, preset=p.preset,
-                                                  codec=codec))
-        self._maker = self._maker_cls(p.stream_id or "encode", self._counters)
-        return self._encoder
+        return H264Encoder(EncoderConfig(width=width, height=height, fps=p.fps,
+                                         bitrate_kbps=self.bitrate_kbps, gop=p.gop,
+                                         preset=p.preset, codec=codec))
 
     def counters(self) -> dict[str, Any]:
         out: dict[str, Any] = self._counters.as_dict()
-        encoder = self._encoder
+        lanes = list(self._lanes.values())
         out.update({"bitrate_kbps": self.bitrate_kbps, "keyframe_requests": self.keyframe_requests,
-                    "overlays_drawn": self.overlays_drawn,
-                    "bitrate_changes": encoder.bitrate_changes if encoder is not None else 0})
+                    "overlays_drawn": self.overlays_drawn, "streams": len(lanes),
+                    "refused_streams": self.refused_streams,
+                    "bitrate_changes": self.bitrate_changes_done + sum(lane.encoder.bitrate_changes
+                                                                       for lane in lanes)})
         overlay = self._overlay
         if overlay is not None:
             out.update(overlay.counters())
-            out["overlay_held_now"] = len(self._held)
+            out["overlay_held_now"] = sum(len(lane.held) for lane in lanes)
             out["overlay_hold_overflow"] = self.held_overflow
-        if encoder is not None:
-            out["size"] = f"{encoder.config.width}x{encoder.config.height}"
+        if lanes:
+            config = lanes[0].encoder.config
+            out["size"] = f"{config.width}x{config.height}"
         return out
+
+
+@dataclass
+class _Lane:
+    """One input stream's encoder, its packetizer and its pictures held for their analytics."""
+
+    encoder: Any
+    maker: Any
+    out_id: str
+    pending_keyframe: bool = False
+    last_pts: int = -1
+    held: deque[tuple[VideoFrame, float]] = field(default_factory=deque)
+
+    def next_pts(self, frame: VideoFrame, fps: float) -> int:
+        """The frame's time on the 90 kHz clock, strictly increasing (the encoder rejects repeats)."""
+        if frame.pts is not None and frame.time_base is not None:
+            pts = int(frame.pts * frame.time_base * 90_000)
+        else:
+            pts = self.last_pts + round(90_000 / fps)
+        pts = max(pts, self.last_pts + 1)
+        self.last_pts = pts
+        return pts

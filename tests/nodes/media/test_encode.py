@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -82,6 +83,42 @@ async def test_keyframe_on_request() -> None:
     assert [p.keyframe for p in first] == [True, False, False, False, False]
     assert rest[0].keyframe and not any(p.keyframe for p in rest[1:])
     assert node.counters()["keyframe_requests"] == 1
+
+
+def frames_of(stream: str, count: int, seed: int) -> list[VideoFrame]:
+    return [VideoFrame(image=f.image, frame_id=f.frame_id, pts=f.pts, stream_id=stream)
+            for f in noise_frames(count, seed=seed)]
+
+
+async def test_each_input_stream_gets_its_own_encoder_freed_when_it_ends() -> None:
+    from flowgraph.messages import StreamEnd
+
+    node = await make_encoder(gop=300, height=120, stream_id="{stream}/120p", max_streams=2)
+    a, b = frames_of("a", 10, seed=1), frames_of("b", 10, seed=2)
+    out = encode(node, [frame for pair in zip(a, b, strict=True) for frame in pair])  # interleaved
+    per = {s: [p for p in out if p.stream_id == s] for s in ("a/120p", "b/120p")}
+    for stream, packets in per.items():
+        assert len(packets) == 10 and packets[0].keyframe and not any(p.keyframe for p in packets[1:]), stream
+        assert all(y.pts > x.pts for x, y in itertools.pairwise(packets))
+        decoder = StreamDecoder()  # each rendition decodes on its own: one encoder per stream
+        pictures = [f for p in packets for f in decoder.decode(p)]
+        assert len(pictures) == 10 and pictures[0].image.shape == (120, 160, 3)
+    node.request_keyframe("b/120p")  # a viewer of b asked: only b's next picture is an IDR
+    more = encode(node, [*frames_of("a", 1, seed=3), *frames_of("b", 1, seed=4)])
+    assert [p.keyframe for p in more] == [False, True]
+    with pytest.raises(ValueError, match="max_streams 2 reached"):
+        encode(node, frames_of("c", 1, seed=5))
+    await node.end_stream(StreamEnd(stream_id="a"))
+    assert node.counters()["streams"] == 1 and node.counters()["refused_streams"] == 1
+    again = encode(node, frames_of("c", 2, seed=5))  # a's encoder was freed: room for c
+    assert [p.stream_id for p in again] == ["c/120p", "c/120p"] and again[0].keyframe
+
+
+async def test_a_fixed_output_id_refuses_a_second_input_stream() -> None:
+    node = await make_encoder(stream_id="cam/360p")
+    assert encode(node, frames_of("a", 2, seed=1))[0].stream_id == "cam/360p"
+    with pytest.raises(ValueError, match=r"would name two streams' renditions the same \(use \{stream\} in it\)"):
+        encode(node, frames_of("b", 1, seed=2))
 
 
 def detection(width: int, height: int, bbox: list[float]) -> Analytics:

@@ -114,6 +114,33 @@ async def test_encode_holds_pictures_until_their_analytics_arrive() -> None:
     assert counters["overlay_held"] == 2 and counters["overlay_hold_timeouts"] == 0
 
 
+async def test_each_stream_waits_for_its_own_analytics_and_an_ended_stream_lets_its_pictures_go() -> None:
+    from flowgraph.messages import StreamEnd
+
+    node = await make_encoder(gop=1, overlay=True, overlay_wait_ms=5000, stream_id="{stream}/enc")
+    other = grey_frame(0.0)
+    other.stream_id = "other"
+    assert node.process(grey_frame(0.0)) is None  # cam's picture waits for cam's analytics
+    assert node.process(other) is None
+    sent: list[Any] = []
+    node.packets = _Sink(sent)  # type: ignore[assignment]
+    await node.on_analytics(detection_at(0.0, 20, stream="other"))  # other's picture goes; cam's still waits
+    assert [p.stream_id for p in sent] == ["other/enc"] and node.counters()["overlay_held_now"] == 1
+    await node.end_stream(StreamEnd(stream_id="cam"))  # the ended stream's held picture is sent, not lost
+    assert [p.stream_id for p in sent] == ["other/enc", "cam/enc"]
+    assert node.counters()["overlay_held_now"] == 0 and node.counters()["streams"] == 1
+
+
+class _Sink:
+    """Stands in for the node's bound output: keeps what the node sends outside its process() return."""
+
+    def __init__(self, into: list[Any]) -> None:
+        self.into = into
+
+    async def send(self, item: Any) -> None:
+        self.into.append(item)
+
+
 async def test_a_stalled_analytics_branch_costs_one_deadline_not_one_per_picture() -> None:
     node = await make_encoder(gop=1, overlay=True, overlay_wait_ms=200)
     await node.on_analytics(detection_at(0.0, 20))
