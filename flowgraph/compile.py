@@ -207,7 +207,7 @@ def _place_on_ray(name: str, node: NodePlan, body: Any, doc: Any, errors: list[G
     if "max_batch" in body and node.max_batch > 1:
         errors.append(GraphError(f"node {name!r} ({node.node_type}): a Ray placement takes one message at a time",
                                  locate(doc, ["nodes", name, "max_batch"]) or body.loc,
-                                 "max_batch: 1, or leave it out (batches run on a thread or an own process)"))
+                                 "max_batch: 1, or leave it out; batches run on a thread or in a worker process"))
         return
     node.isolation, node.mode, node.placement = "ray", "ray", where
     node.max_batch, node.batch_wait_ms = 1, 0.0

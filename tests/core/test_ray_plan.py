@@ -71,6 +71,13 @@ def test_defaults_one_replica_one_cpu_sharded_by_stream() -> None:
     assert (placement.replicas, placement.resources, placement.shard_by) == (1, {"CPU": 1.0}, "stream_id")
 
 
+def test_a_ray_placement_takes_one_message_at_a_time(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    plan = compile_text(graph("{}"))
+    assert plan.nodes["b"].max_batch == 1 and not plan.nodes["b"].cls.batch_ports()
+    err = refused(graph("{}").replace("    node: burn\n", "    node: burn\n    max_batch: 4\n"), capsys, tmp_path)
+    assert err.startswith(":7:") and "a Ray placement takes one message at a time" in err, err
+
+
 def test_validate_plan_says_where_each_node_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "placed.yaml"
     path.write_text(graph("{replicas: 2, resources: {CPU: 1}}"))
