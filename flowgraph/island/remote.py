@@ -3,9 +3,9 @@
 To the runtime it is an ordinary ``async`` node with the original's ports, params and device: its input channels
 are the graph's (so the edge keeps its type, bound, policy, drops and age metrics), and each of its handlers hands
 the message (or, for a node with ``process_batch``, the batch the runner took) to the worker and awaits the answer
-before taking the next one. That await is the credit: the worker
-holds at most one message, the channel in front of it does the rest — ``latest`` keeps the freshest frame waiting
-(never more than one in flight), ``block`` makes the producer wait, ``drop_oldest`` drops and counts.
+before taking the next one. That await is the credit: the worker holds at most one message (or batch), the channel
+in front of it does the rest — ``latest`` keeps the freshest frame of each stream waiting (never more than one call
+in flight), ``block`` makes the producer wait, ``drop_oldest`` drops and counts.
 
 Failures: an exception inside the node comes back as a :class:`~.transport.RemoteError` and goes through the
 node's ``on_error`` like any other. A worker that dies (killed, crashed) raises :class:`~.transport.WorkerDied`
