@@ -27,6 +27,13 @@ above, its pictures stacked into one forward; ``onnx`` here is exported for a ba
 
     python tools/bench/vibrio.py --streams 1 2 4 [--backends blazepose torchscript] [--frames 30]
 
+``--graph`` runs the same through the runtime instead: N synthetic sources at ``--fps`` each on ``latest`` edges
+into one vibrio node (on a worker thread, in this process) with ``max_batch: 8`` and with ``max_batch: 1`` (which
+goes first alternates), for ``--seconds`` each: analysed frames per second per stream, the mean batch the runner
+formed, and this process's CPU per analysed frame.
+
+    python tools/bench/vibrio.py --streams 1 2 4 --graph [--fps 10] [--seconds 12]
+
 ``--clip`` runs the backends over the real pedestrian clip (opencv-doc ``vtest.avi``, 795 frames, resized to
 ``--size``; ``native`` keeps 768×576) and scores them against the hand labels of
 ``tests/nodes/vibrio/data/vtest_people.json``: recall and false boxes per labelled person of the confirmed tracks,
@@ -42,6 +49,7 @@ import statistics
 import tempfile
 import time
 import warnings
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -51,11 +59,13 @@ import torch
 from _report import record
 
 from flowgraph.messages import VideoFrame
-from flowgraph.node import NodeContext
+from flowgraph.node import Node, NodeContext
+from flowgraph.nodes.core.utility import paced
 from flowgraph.nodes.synth import Scene, SceneConfig
 from flowgraph.nodes.vibrio.detector import Detector, DetectorInfo
 from flowgraph.nodes.vibrio.node import Vibrio
-from flowgraph.params import validate
+from flowgraph.params import param, validate
+from flowgraph.ports import Output
 
 SIZES = ((640, 360), (1280, 720))
 PEOPLE = (1, 8)
@@ -197,6 +207,86 @@ def streams_table(backends: list[str], counts: list[int], frames: int, warmup: i
     record("vibrio_streams", results)
 
 
+class SceneSource(Node):
+    """A synthetic stream for ``--graph``: pre-rendered pictures of one scene, sent in a loop at ``fps``."""
+
+    frames = Output(VideoFrame)
+
+    @dataclass
+    class Params:
+        stream_id: str = param("s0", "stream id")
+        seed: int = param(11, "scene seed", minimum=0)
+        fps: float = param(10.0, "frames per second", minimum=0.1)
+        pictures: int = param(60, "pictures rendered before start, then sent in a loop", minimum=1)
+
+    async def start(self) -> None:
+        scene = Scene(SceneConfig(width=640, height=360, people=2, seed=self.params.seed))
+        self.pictures = [scene.render(i)[0] for i in range(self.params.pictures)]
+
+    async def run(self) -> None:
+        p = self.params
+        async for n in paced(self, p.fps, 0):
+            await self.frames.send(VideoFrame(image=self.pictures[n % len(self.pictures)], stream_id=p.stream_id,
+                                              frame_id=n, pts=n, time_base=Fraction(1, round(p.fps))))
+
+
+async def graph_case(backend: str, count: int, max_batch: int, fps: float, seconds: float, threads: int
+                     ) -> dict[str, Any]:
+    """One graph run: N scene sources into vibrio (thread) with ``max_batch``; figures over ``seconds``."""
+    import os
+
+    from flowgraph.registry import Registry
+    from flowgraph.testing import compile_text, running
+
+    registry = Registry.default()
+    registry.register("scene_source", SceneSource)
+    sources = "\n".join(f"  s{k}: {{node: scene_source, params: {{stream_id: s{k}, seed: {11 + k}, fps: {fps}}}}}"
+                        for k in range(count))
+    wires = ", ".join(f"{{from: s{k}/frames, policy: latest}}" for k in range(count))
+    plan = compile_text(f"""
+nodes:
+{sources}
+  vibrio:
+    node: vibrio
+    isolation: thread
+    max_batch: {max_batch}
+    params: {{backend: {backend}, threads: {threads}}}
+    inputs: {{frames: [{wires}]}}
+  sink: {{node: collect, params: {{keep: 0}}, inputs: {{inp: vibrio/tracks}}}}
+""", registry=registry)
+    async with running(plan, ready_timeout=300) as rt:
+        runner = rt.runners["vibrio"]
+        await asyncio.sleep(3.0)  # the model's first calls, the tracker's first frames
+        done, cpu, wall = runner.stats.processed, time.process_time(), time.perf_counter()
+        calls = runner.stats.batch.calls if runner.stats.batch is not None else 0
+        await asyncio.sleep(seconds)
+        analysed = runner.stats.processed - done
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        calls = (runner.stats.batch.calls if runner.stats.batch is not None else 0) - calls
+    return {"backend": backend, "streams": count, "max_batch": max_batch, "fps_per_stream": analysed / wall / count,
+            "mean_batch": analysed / calls if calls else 1.0, "cpu_ms": 1000 * cpu / max(analysed, 1),
+            "load": os.getloadavg()}
+
+
+def graph_table(backends: list[str], counts: list[int], fps: float, seconds: float, threads: int) -> None:
+    import os
+
+    print(f"vibrio in a graph: N synthetic 640x360 streams at {fps:g} fps each on latest edges into one vibrio "
+          f"(worker thread, {threads} threads), max_batch 8 and 1, {seconds:g} s each; load before "
+          f"{tuple(round(v, 1) for v in os.getloadavg())} (taken under load: shared 2-core machine)")
+    print("| backend | streams | max_batch | mean batch | analysed fps per stream | CPU ms per analysed frame "
+          "(whole process) | load after |")
+    print("|---|---|---|---|---|---|---|")
+    results = []
+    cases = [(b, c, m) for b in backends for i, c in enumerate(counts) for m in ((8, 1) if i % 2 == 0 else (1, 8))]
+    for backend, count, max_batch in cases:  # who goes first alternates: the load on a shared host drifts
+        row = asyncio.run(graph_case(backend, count, max_batch, fps, seconds, threads))
+        print(f"| {backend} | {count} | {max_batch} | {row['mean_batch']:.2f} | {row['fps_per_stream']:.1f} | "
+              f"{row['cpu_ms']:.1f} | {row['load'][0]:.1f} |", flush=True)
+        results.append(row)
+    record("vibrio_graph_streams", results)
+
+
 def clip_table(backends: list[str], size: tuple[int, int] | None, threads: int) -> None:
     import os
     import sys
@@ -233,12 +323,19 @@ def main() -> None:
     parser.add_argument("--clip", action="store_true", help="score backends on the real clip against hand labels")
     parser.add_argument("--size", default="640x360", help="--clip: picture size WxH, or native")
     parser.add_argument("--streams", type=int, nargs="+", help="N streams batched vs one at a time (e.g. 1 2 4)")
+    parser.add_argument("--graph", action="store_true", help="--streams through the runtime (max_batch 8 vs 1)")
+    parser.add_argument("--fps", type=float, default=10.0, help="--graph: frames per second of each stream")
+    parser.add_argument("--seconds", type=float, default=12.0, help="--graph: measured seconds per case")
     args = parser.parse_args()
     import cv2
 
     if args.streams:
         backends = [b for b in args.backends if b in ("blazepose", "onnx", "torchscript")] if args.backends != list(
             BACKENDS) else ["blazepose", "torchscript"]
+        if args.graph:
+            graph_table([b for b in backends if b == "blazepose"] or ["blazepose"], args.streams, args.fps,
+                        args.seconds, args.threads)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             models = export_models(Path(tmp)) if {"onnx", "torchscript"} & set(backends) else {}
             streams_table(backends, args.streams, args.frames, args.warmup, args.threads, models)
