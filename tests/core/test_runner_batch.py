@@ -232,6 +232,9 @@ nodes:
     inputs: {inp: src/out}
 """, registry=reg)
     assert "graph.yaml:6:" in str(err.value) and "no batch handler (process_batch)" in str(err.value)
+    with pytest.raises(GraphError, match="its own max_batch param goes under params:"):  # moriarty: crops per call
+        compile_text("nodes: {src: {node: frames}, p: {node: moriarty, max_batch: 4, inputs: {frames: src/frames}}}",
+                     registry=reg)
     with pytest.raises(GraphError):
         compile_text("nodes: {src: {node: burst}, b: {node: batcher, max_batch: 0, inputs: {inp: src/out}}}",
                      registry=reg)
