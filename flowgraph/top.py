@@ -28,7 +28,9 @@ def render(snapshot: dict[str, Any]) -> Group:
                      f"{','.join(i[:6] for i in island.get('ray_nodes', []))}")
         else:
             where = f"{n['device']} · pid {island.get('pid')}" if island else n["device"]  # its own worker process
-        nodes.add_row(name, n["type"], n["stage"], where, n["state"], f"{n['rate_hz']:.1f}",
+        batch = n.get("batch") or {}
+        state = n["state"] + (f" · batch {batch['mean']:.1f}" if batch.get("mean") else "")  # mean size so far
+        nodes.add_row(name, n["type"], n["stage"], where, state, f"{n['rate_hz']:.1f}",
                       _ms(n["process_ms"]["p50"]), _ms(n["process_ms"]["p99"]),
                       _ms(n.get("capture_age_ms", {}).get("p50")), str(n["processed"]),
                       str(n["errors"]) if not n["errors"] else f"[red]{n['errors']}[/red]")

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from flowgraph.errors import GraphError
 from flowgraph.messages import Data, Message, StreamEnd
@@ -17,6 +18,7 @@ from flowgraph.node import Node
 from flowgraph.ports import Input, Output
 from flowgraph.registry import Registry
 from flowgraph.testing import collected, compile_text, run_to_end
+from flowgraph.top import render
 
 #: Set by the batch node when its first call started; the source queues its burst only then.
 BUSY = threading.Event()
@@ -130,6 +132,9 @@ async def test_latest_edge_gives_one_call_with_the_newest_frame_of_each_stream()
     assert node["batch"]["mean"] == 2.0 and node["batch"]["last"] == 3 and node["batch"]["max_batch"] == 8
     edge = next(e for e in snap["edges"] if e["to"] == "b/inp")
     assert edge["drops"] == 3 and edge["puts"] == 7, "a0, b0, c0 replaced by the newer frames"
+    console = Console(width=200, record=True)
+    console.print(render(snap))
+    assert "finished · batch 2.0" in console.export_text(), "flowgraph top shows the mean batch"
     text = prometheus_lines(snap)
     assert 'flowgraph_node_batch_size_bucket{graph="graph",le="2",node="b"} 1.0' in text
     assert 'flowgraph_node_batch_size_bucket{graph="graph",le="4",node="b"} 2.0' in text
