@@ -154,18 +154,52 @@ class Moriarty(Node):
 
     # -- processing (worker thread) ---------------------------------------------------------------------------
     def process(self, msg: Message) -> Poses | None:  # blocking node: runs in the worker thread
+        work = self._route(msg)
+        return None if work is None else self.analyse(msg, *work)
+
+    def process_batch(self, msgs: list[Message]) -> list[Poses | None]:
+        """Several queued messages (on ``latest`` edges the newest of each stream): with an ONNX/TorchScript model
+        every frame's crops go through it together (:meth:`TopDownBackend.infer_many`); MediaPipe, which runs one
+        graph per person, takes them frame by frame. Smoothing and gait state stay per person, in message order."""
+        self._ensure_ready()
+        assert self._backend is not None
+        started = [(msg, self._route(msg)) for msg in msgs]
+        jobs = [(msg, self._begin(msg, *work)) if work is not None else (msg, None) for msg, work in started]
+        todo = [job for _, job in jobs if isinstance(job, _Job)]
+        infer_many = getattr(self._backend, "infer_many", None)
+        inferring = time.perf_counter()
+        if infer_many is not None and len(todo) > 1:
+            found = infer_many([(job.image, job.boxes) for job in todo])
+        else:
+            found = [self._backend.infer(job.image, job.boxes, job.keys) for job in todo]
+        share = (time.perf_counter() - inferring) / max(len(todo), 1)
+        points = iter(found)
+        return [self._finish(job, next(points), share) if isinstance(job, _Job) else job for _, job in jobs]
+
+    def _route(self, msg: Message) -> tuple[VideoFrame | None, Tracks | None] | None:
+        """The picture and tracks a message brings; None for a frame of a stream whose tracks are wired (counted)."""
         if isinstance(msg, Tracks):
             self._tracks_streams.add(msg.stream_id)
-            return self.analyse(msg, msg.frame, msg)
+            return msg.frame, msg
         if isinstance(msg, VideoFrame):
             if msg.stream_id in self._tracks_streams:
                 self._counts["frames_ignored"] += 1
                 return None
-            return self.analyse(msg, msg, None)
+            return msg, None
         raise TypeError(f"moriarty takes Tracks or VideoFrame, got {type(msg).__name__}")
 
     def analyse(self, msg: Message, frame: VideoFrame | None, tracks: Tracks | None) -> Poses:
         """Poses for one frame (whole-frame mode when ``tracks`` is None). Bad input gives an empty answer."""
+        job = self._begin(msg, frame, tracks)
+        if not isinstance(job, _Job):
+            return job
+        assert self._backend is not None
+        inferring = time.perf_counter()
+        found = self._backend.infer(job.image, job.boxes, job.keys)
+        return self._finish(job, found, time.perf_counter() - inferring)
+
+    def _begin(self, msg: Message, frame: VideoFrame | None, tracks: Tracks | None) -> _Job | Poses:
+        """Everything before the model: checks, the people worth a crop. An answer already when there is no work."""
         from .backend import BadFrame, check_image
 
         started = time.perf_counter()
@@ -183,23 +217,29 @@ class Moriarty(Node):
             self._last_error = f"frame {msg.frame_id} of {msg.stream_id!r}: {exc}"
             return self._done(out, started)
         height, width = (image.shape[1], image.shape[2]) if hasattr(image, "detach") else image.shape[:2]
-        t = _media_time(msg)
         if tracks is None:
-            keys: list[Hashable] = [(msg.stream_id, None)]
-            found = self._backend.infer(image, None, keys)
-            people: list[tuple[int | None, Any, Any]] = [(None, None, None)]
+            job = _Job(out, image, None, [(msg.stream_id, None)], [(None, None, None)], _media_time(msg),
+                       (width, height))
         else:
             import numpy as np
 
             chosen = self._choose(tracks, width, height)
             if not chosen:
                 return self._done(out, started)
-            boxes = np.array([box for _, box in chosen])
-            keys = [(msg.stream_id, track.track_id) for track, _ in chosen]
-            found = self._backend.infer(image, boxes, keys)
-            people = [(track.track_id, box, track.foot_world) for track, box in chosen]
-        for (track_id, box, foot_world), key, points in zip(people, keys, found, strict=True):
-            pose = None if points is None else self._pose(key, track_id, box, points, t, foot_world, (width, height))
+            job = _Job(out, image, np.array([box for _, box in chosen]),
+                       [(msg.stream_id, track.track_id) for track, _ in chosen],
+                       [(track.track_id, box, track.foot_world) for track, box in chosen], _media_time(msg),
+                       (width, height))
+        job.begin_s = time.perf_counter() - started
+        return job
+
+    def _finish(self, job: _Job, found: list[Any], infer_s: float) -> Poses:
+        """Everything after the model: one pose per person found (smoothed, measured), and the answer's time —
+        its own work plus ``infer_s``, its share of the model call."""
+        started = time.perf_counter() - job.begin_s - infer_s
+        out = job.out
+        for (track_id, box, foot_world), key, points in zip(job.people, job.keys, found, strict=True):
+            pose = None if points is None else self._pose(key, track_id, box, points, job.t, foot_world, job.size)
             if pose is None:
                 self._counts["no_person"] += 1
                 continue
@@ -252,6 +292,20 @@ class Moriarty(Node):
         out.process_ms = (time.perf_counter() - started) * 1000.0
         self._process_ms = [*self._process_ms[-63:], out.process_ms]
         return out
+
+
+@dataclass
+class _Job:
+    """One message's work for the pose model: the picture, the boxes (None: whole frame) and who is behind each."""
+
+    out: Poses
+    image: Any
+    boxes: Any
+    keys: list[Hashable]
+    people: list[tuple[int | None, Any, Any]]
+    t: float
+    size: tuple[int, int]
+    begin_s: float = 0.0
 
 
 def _box(values: Any) -> Box:

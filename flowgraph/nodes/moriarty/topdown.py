@@ -1,7 +1,8 @@
 """Top-down COCO-17 pose models (RTMPose, ViTPose, HRNet exports) from a local ONNX or TorchScript file.
 
-One crop per person box, grown to the model's aspect ratio, all crops of a frame in one batch (split into chunks
-of ``max_batch``; a model exported with a fixed batch of 1 gets them one by one). The input is ``(N, 3, H, W)``
+One crop per person box, grown to the model's aspect ratio, all crops of a frame — or of several streams' frames
+(:meth:`TopDownBackend.infer_many`) — in one batch (split into chunks of ``max_batch``; a model exported with a
+fixed batch of 1 gets them one by one). The input is ``(N, 3, H, W)``
 float32 RGB, normalised with ``mean``/``std`` in 0-255 units (ImageNet values by default, as RTMPose and ViTPose
 exports expect). Outputs are decoded as heatmaps or SimCC (``decode.py``) and mapped back to frame pixels.
 
@@ -82,7 +83,7 @@ class TopDownBackend(PoseBackend):
             raise ValueError(f"{model.name}: expected one (N, 3, H, W) input, got {shape}")
         self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
         self._model_size = (shape[2], shape[3]) if all(isinstance(v, int) for v in shape[2:]) else None
-        self._run = self._run_onnx
+        self._crops, self._forward = self._crops_onnx, self._forward_onnx
 
     def _load_torchscript(self, model: Path, threads: int) -> None:
         import torch
@@ -92,44 +93,70 @@ class TopDownBackend(PoseBackend):
         self._torch = torch
         self._module = torch.jit.load(str(model), map_location=self.device).eval()
         self._model_size = None  # TorchScript does not record input shapes
-        self._run = self._run_torch
+        self._crops, self._forward = self._crops_torch, self._forward_torch
 
     # -- inference ----------------------------------------------------------------------------------------------
     def infer(self, image: Any, boxes: np.ndarray | None, keys: Sequence[Hashable] | None = None
               ) -> list[np.ndarray | None]:
-        height, width = (image.shape[1], image.shape[2]) if _is_tensor(image) else image.shape[:2]
-        if boxes is None:  # whole frame, one person: the frame itself is the box
-            regions = crop_regions(np.array([[0, 0, width, height]]), self.input_w, self.input_h, 1.0)
-        else:
-            regions = crop_regions(boxes, self.input_w, self.input_h, self.padding)
-        if len(regions) == 0:
-            return []
-        results: list[np.ndarray | None] = []
+        return self.infer_many([(image, boxes)])[0]
+
+    def infer_many(self, jobs: Sequence[tuple[Any, np.ndarray | None]]) -> list[list[np.ndarray | None]]:
+        """Keypoints per box for several pictures (typically several streams' frames): the crops of all of them go
+        through the model together, ``max_batch`` crops per call."""
+        crops: list[tuple[int, Any, np.ndarray, int, int]] = []  # (job, picture, region, width, height)
+        for j, (image, boxes) in enumerate(jobs):
+            height, width = (image.shape[1], image.shape[2]) if _is_tensor(image) else image.shape[:2]
+            if boxes is None:  # whole frame, one person: the frame itself is the box
+                regions = crop_regions(np.array([[0, 0, width, height]]), self.input_w, self.input_h, 1.0)
+            else:
+                regions = crop_regions(boxes, self.input_w, self.input_h, self.padding)
+            crops.extend((j, image, region, width, height) for region in regions)
+        results: list[list[np.ndarray | None]] = [[] for _ in jobs]
         step = self._fixed_batch or self.max_batch
-        for start in range(0, len(regions), step):
-            chunk = regions[start:start + step]
-            outputs = self._run(image, chunk, width, height)
+        for start in range(0, len(crops), step):
+            chunk = crops[start:start + step]
+            outputs = self._forward(self._inputs(chunk))
             points = decode(outputs, self.layout, self.input_w, self.input_h, self.split_ratio)
-            results.extend(crop_to_frame(points[i], chunk[i], self.input_w) for i in range(len(chunk)))
+            for i, (j, _, region, _, _) in enumerate(chunk):
+                results[j].append(crop_to_frame(points[i], region, self.input_w))
         return results
+
+    def _inputs(self, chunk: list[tuple[int, Any, np.ndarray, int, int]]) -> Any:
+        """The model's input for a chunk of crops: each picture's crops cut out together, then stacked."""
+        parts: list[Any] = []
+        i = 0
+        while i < len(chunk):
+            j, image, _, width, height = chunk[i]
+            end = i + 1
+            while end < len(chunk) and chunk[end][0] == j:
+                end += 1
+            parts.append(self._crops(image, np.stack([c[2] for c in chunk[i:end]]), width, height))
+            i = end
+        if len(parts) == 1:
+            return parts[0]
+        return self._torch.cat(parts) if self.name == "torchscript" else np.concatenate(parts)
 
     def _normalise(self, crops: np.ndarray) -> np.ndarray:
         batch = crops.transpose(0, 3, 1, 2).astype(np.float32)
         return (batch - self._mean) / self._std
 
-    def _run_onnx(self, image: Any, regions: np.ndarray, width: int, height: int) -> list[np.ndarray]:
-        crops = warp_crops(_numpy(image), regions, self.input_w, self.input_h)
-        outputs = self._session.run(None, {self._input_name: self._normalise(crops)})
+    def _crops_onnx(self, image: Any, regions: np.ndarray, width: int, height: int) -> np.ndarray:
+        return self._normalise(warp_crops(_numpy(image), regions, self.input_w, self.input_h))
+
+    def _forward_onnx(self, batch: np.ndarray) -> list[np.ndarray]:
+        outputs = self._session.run(None, {self._input_name: batch})
         return [np.asarray(o) for o in outputs]
 
-    def _run_torch(self, image: Any, regions: np.ndarray, width: int, height: int) -> list[np.ndarray]:
+    def _crops_torch(self, image: Any, regions: np.ndarray, width: int, height: int) -> Any:
         torch = self._torch
         with torch.inference_mode():
             if _is_tensor(image):
-                batch = self._crops_on_device(image, regions, width, height)
-            else:
-                crops = warp_crops(image, regions, self.input_w, self.input_h)
-                batch = torch.from_numpy(self._normalise(crops)).to(self.device)
+                return self._crops_on_device(image, regions, width, height)
+            crops = warp_crops(image, regions, self.input_w, self.input_h)
+            return torch.from_numpy(self._normalise(crops)).to(self.device)
+
+    def _forward_torch(self, batch: Any) -> list[np.ndarray]:
+        with self._torch.inference_mode():
             out = self._module(batch)
             tensors = list(out) if isinstance(out, list | tuple) else [out]
             return [t.float().cpu().numpy() for t in tensors]

@@ -74,6 +74,49 @@ async def test_every_track_gets_its_pose(colour_models: dict[str, Path], gait: A
     json.dumps([p.to_dict() for p in out.poses])  # wire-ready, None keypoints included
 
 
+@pytest.mark.parametrize("runtime", ["torchscript", "onnx"])
+async def test_several_streams_share_one_model_call(colour_models: dict[str, Path], gait: Any, runtime: str) -> None:
+    """``process_batch`` (what the runtime calls with the newest Tracks of each stream): every stream's crops go
+    through the model in one call, and the answers are those of one stream at a time."""
+    import time
+
+    params = {"backend": runtime, "model": str(colour_models[f"{runtime}-heatmap"]), "input_size": [256, 192]}
+    batched, single = await make(**params), await make(**params)
+    calls = {"batched": 0, "single": 0}
+    for name, node in (("batched", batched), ("single", single)):
+        backend: Any = node._backend
+        forward = backend._forward
+
+        def counted(batch: Any, name: str = name, forward: Any = forward) -> Any:
+            calls[name] += 1
+            return forward(batch)
+
+        backend._forward = counted
+    cam1, cam2 = runners(gait), [gait(origin=(300.0, 600.0), px_per_m=140, depth_px=(14.0, -7.0), phase0=0.2)]
+    for step in range(5):
+        t = 0.2 + 0.1 * step
+        msgs = []
+        for stream, people in (("cam1", cam1), ("cam2", cam2)):
+            image, _, boxes = render(people, t)
+            msgs.append(tracks_msg(image, boxes, frame_id=step, stream=stream))  # type: ignore[arg-type]
+        called = time.perf_counter()
+        together = batched.process_batch(msgs)
+        call_ms = (time.perf_counter() - called) * 1000
+        apart = [single.process(m) for m in msgs]
+        assert calls["batched"] == step + 1 and calls["single"] == 2 * (step + 1), "one model call per batch"
+        assert sum(out.process_ms for out in together) <= call_ms + 0.5  # type: ignore[union-attr]
+        for one, other, msg in zip(together, apart, msgs, strict=True):
+            assert isinstance(one, Poses) and isinstance(other, Poses)
+            assert (one.stream_id, one.frame_id) == (msg.stream_id, msg.frame_id)
+            assert [p.track_id for p in one.poses] == [p.track_id for p in other.poses] and one.poses
+            for a, b in zip(one.poses, other.poses, strict=True):
+                got = np.array([(np.nan, np.nan) if p is None else p[:2] for p in a.keypoints], float)
+                want = np.array([(np.nan, np.nan) if p is None else p[:2] for p in b.keypoints], float)
+                assert np.allclose(got, want, atol=0.05, equal_nan=True)
+                assert a.joint_angles == pytest.approx(b.joint_angles, abs=0.05, nan_ok=True)
+    assert batched.counters()["poses"] == single.counters()["poses"] == 15  # 3 people x 5 steps
+
+
 async def test_biomechanics_end_to_end_through_the_model(colour_models: dict[str, Path], gait: Any) -> None:
     """Rendered runner and walker -> real top-down inference -> angles within 3 deg, cadence within 2 %."""
     node = await make(backend="onnx", model=str(colour_models["onnx-heatmap"]), body_mass_kg=70.0)
@@ -200,6 +243,9 @@ async def test_in_a_graph() -> None:
     assert all(isinstance(m, Poses) and m.poses == [] and m.process_ms > 0 for m in got)  # flat grey: nobody
     counters = snapshot["nodes"]["pose"]["counters"]
     assert counters["frames"] == 5 and counters["no_person"] == 5
+    # the queued frames reached the worker process together (process_batch), answers still in order
+    pose = snapshot["nodes"]["pose"]
+    assert pose["mode"] == "process" and max(map(int, pose["batch"]["sizes"])) > 1, pose["batch"]
 
 
 def test_params_are_validated() -> None:
