@@ -161,11 +161,10 @@ def _batching(spec: GraphSpec, enabled: dict[str, NodeSpec], nodes: dict[str, No
         asked = enabled[name].max_batch
         batches = bool(node.cls.batch_ports()) and not node.source and node.mode != "inline"
         if asked is not None and asked > 1 and not batches:
-            own = "max_batch" in getattr(node.cls.Params, "__dataclass_fields__", {})  # e.g. moriarty's crops per call
             errors.append(GraphError(
                 f"node {name!r} ({node.node_type}) cannot take batches: it has no batch handler (process_batch)",
                 locate(spec.document, ["nodes", name, "max_batch"]) or enabled[name].loc,
-                "max_batch: 1, or leave it out" + ("; its own max_batch param goes under params:" if own else "")))
+                "max_batch: 1, or leave it out"))
             continue
         node.max_batch = (asked if asked is not None else node.cls.max_batch) if batches else 1
         node.batch_wait_ms = enabled[name].batch_wait_ms if node.max_batch > 1 else 0.0

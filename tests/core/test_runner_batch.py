@@ -237,9 +237,9 @@ nodes:
     inputs: {inp: src/out}
 """, registry=reg)
     assert "graph.yaml:6:" in str(err.value) and "no batch handler (process_batch)" in str(err.value)
-    with pytest.raises(GraphError, match="its own max_batch param goes under params:"):  # moriarty: crops per call
-        compile_text("nodes: {src: {node: frames}, p: {node: moriarty, max_batch: 4, inputs: {frames: src/frames}}}",
-                     registry=reg)
+    moriarty = compile_text("nodes: {src: {node: frames}, p: {node: moriarty, max_batch: 4, params: {max_batch: 2}, "
+                            "inputs: {frames: src/frames}}}", registry=reg).nodes["p"]
+    assert moriarty.max_batch == 4 and moriarty.params.max_batch == 2, "messages per call vs its crops per model call"
     with pytest.raises(GraphError):
         compile_text("nodes: {src: {node: burst}, b: {node: batcher, max_batch: 0, inputs: {inp: src/out}}}",
                      registry=reg)
