@@ -279,7 +279,10 @@ nodes:
         assert await _until(lambda: node.transport.pid not in (None, first) and node.transport.alive)
         before = runner.stats.processed
         assert await _until(lambda: runner.stats.processed >= before + 3), "messages flow through the new worker"
-        assert runner.stats.restarts >= 1 and node.counters()["island"]["worker_deaths"] >= 1
+        # killed mid-call, the supervisor restarts the node (restarts counted); killed between two messages, the
+        # next message starts a fresh worker first — either way one death and a second start are counted
+        island = node.counters()["island"]
+        assert island["worker_deaths"] >= 1 and island["worker_starts"] >= 2
         assert not _alive(first)
 
 
