@@ -119,11 +119,21 @@ def lower_priority(nice: int, group: bool = True) -> None:
     vibrio's analysed fps stayed within noise, because the CV still gets every cycle nobody else wants. A Ray
     actor passes ``group=False``: its session is Ray's, shared with other workers.
     """
-    with contextlib.suppress(OSError):
-        os.nice(nice)
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    for tid in _threads():  # on Linux a nice value is per thread: the node's start() may have started some
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, base + nice))
     if group:
         with contextlib.suppress(OSError), open("/proc/self/autogroup", "w", encoding="ascii") as handle:
             handle.write(str(min(19, max(0, nice))))
+
+
+def _threads() -> list[int]:
+    """This process's thread ids (the kernel's ``/proc/self/task``)."""
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
 
 
 def group_nice() -> int | None:

@@ -204,6 +204,8 @@ nodes:
         pid = cv.transport.pid
         assert pid is not None and pid != os.getpid() and _alive(pid)
         assert os.getpriority(os.PRIO_PROCESS, pid) >= os.getpriority(os.PRIO_PROCESS, 0) + 10
+        threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]  # a nice value is per thread on Linux
+        assert all(os.getpriority(os.PRIO_PROCESS, tid) >= os.getpriority(os.PRIO_PROCESS, 0) + 10 for tid in threads)
         if cv._worker_info["group_nice"] is not None:  # the kernel groups by session: the worker's group yields too
             assert os.getsid(pid) != os.getsid(0) and cv._worker_info["group_nice"] == 10
         frames = collected(rt, "out")
