@@ -136,7 +136,10 @@ class Channel:
 
     def _drop_fairly(self) -> None:
         """Make room: drop the oldest message of the stream with the most queued; ties go to the stream of the
-        oldest message (so one stream alone drops its oldest, as a plain FIFO would). Markers stay."""
+        oldest message (so one stream alone drops its oldest, as a plain FIFO would). Markers stay, and so do
+        keyframes while a message of the same stream that is not one is queued: any lost packet breaks a video
+        stream until its next keyframe, so losing the keyframe itself would cost the whole next GOP (with many
+        publishers in step, their keyframes arrive together and fill the edge at once)."""
         items = self._items
         counts: dict[Any, int] = {}
         for _, queued in items:
@@ -146,11 +149,18 @@ class Channel:
         if not counts:
             return
         busiest = max(counts, key=counts.__getitem__)
+        oldest = None
         for i, (_, queued) in enumerate(items):
             if type(queued) is not StreamEnd and getattr(queued, "stream_id", None) == busiest:
-                del items[i]
-                self.drops += 1
-                return
+                if not getattr(queued, "keyframe", False):
+                    del items[i]
+                    self.drops += 1
+                    return
+                if oldest is None:
+                    oldest = i
+        if oldest is not None:  # nothing but keyframes of that stream queued: the oldest goes
+            del items[oldest]
+            self.drops += 1
 
     def take(self) -> Any:
         """Dequeue the oldest message, or return :data:`EMPTY`."""

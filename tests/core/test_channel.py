@@ -141,6 +141,26 @@ def test_drop_oldest_drops_from_the_busiest_stream() -> None:
     assert channel.drops == 17
 
 
+def test_drop_oldest_keeps_a_keyframe_while_other_packets_of_its_stream_can_go() -> None:
+    """Publishers in step send their keyframes together: the edge fills with them, and dropping one would leave
+    its stream's viewers without a picture for a whole GOP (seen with 32 streams: viewers connected, never a frame)."""
+    from fractions import Fraction
+
+    from flowgraph.messages import Packet
+
+    def packet(stream: str, n: int, key: bool) -> Packet:
+        return Packet(data=b"x", keyframe=key, pts=n, time_base=Fraction(1, 30), stream_id=stream, seq=n)
+
+    channel = Channel("e", 3, "drop_oldest")
+    for msg in (packet("a", 0, True), packet("a", 1, False), packet("a", 2, False), packet("a", 3, False)):
+        channel.offer(msg)
+    assert [(m.seq, m.keyframe) for m in (channel.take() for _ in range(3))] == [(0, True), (2, False), (3, False)]
+    # only keyframes of the stream queued: the oldest of them goes, as before
+    for n in range(4):
+        channel.offer(packet("b", n, True))
+    assert [channel.take().seq for _ in range(3)] == [1, 2, 3] and channel.drops == 2
+
+
 def test_stream_end_is_never_dropped_nor_replaced() -> None:
     channel = Channel("e", 1, "latest")
     channel.offer(_d("a", 1))
