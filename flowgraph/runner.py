@@ -378,35 +378,31 @@ class NodeRunner:
             for output in self.node._outputs.values():
                 await output.send(msg)
 
-    def _call_sync(self, handler: Callable[[Any], Any], msg: Any) -> Any:
-        """In the worker thread: order after the producer's GPU work, run, mark outputs with our event."""
-        cuda = self._cuda
+    def _after_producer_gpu(self, msg: Any) -> None:
+        """In the worker thread: wait for the GPU work that made ``msg`` (on our stream, or on the host)."""
         if getattr(msg, "cuda_event", None) is not None:
-            if cuda is not None:
-                cuda.wait_for(msg)
+            if self._cuda is not None:
+                self._cuda.wait_for(msg)
             else:
                 from .gpu import host_wait
 
                 host_wait(msg)
+
+    def _call_sync(self, handler: Callable[[Any], Any], msg: Any) -> Any:
+        """In the worker thread: order after the producer's GPU work, run, mark outputs with our event."""
+        self._after_producer_gpu(msg)
         result = handler(msg)
-        if cuda is not None and result is not None:
-            cuda.mark(list(_messages(result)))
+        if self._cuda is not None and result is not None:
+            self._cuda.mark(list(_messages(result)))
         return result
 
     def _call_sync_batch(self, handler: Callable[[list[Any]], Any], batch: list[Any]) -> Any:
         """``_call_sync`` for a batch: every message's GPU work first, then one call."""
-        cuda = self._cuda
         for msg in batch:
-            if getattr(msg, "cuda_event", None) is not None:
-                if cuda is not None:
-                    cuda.wait_for(msg)
-                else:
-                    from .gpu import host_wait
-
-                    host_wait(msg)
+            self._after_producer_gpu(msg)
         results = handler(batch)
-        if cuda is not None and isinstance(results, list | tuple):
-            cuda.mark([m for result in results for m in _messages(result)])
+        if self._cuda is not None and isinstance(results, list | tuple):
+            self._cuda.mark([m for result in results for m in _messages(result)])
         return results
 
     async def _emit(self, result: Any) -> None:
