@@ -162,10 +162,8 @@ class WebRTCOut(ViewerNode):
         self._backend.push_packet(with_facts(msg), rendition)
 
     async def end_stream(self, end: StreamEnd) -> None:
-        """The stream ended: its fan-out and GOP cache are freed and its viewers closed."""
-        ender = getattr(self._backend, "end_stream", None)
-        if ender is not None:
-            self.streams_ended_viewers += await ender(end.stream_id, end.reason)
+        """The stream ended: its fan-out and GOP cache are freed and its viewers closed (in the viewer workers too)."""
+        self.streams_ended_viewers += await self._backend.end_stream(end.stream_id, end.reason)
 
     async def on_analytics(self, msg: Analytics) -> None:
         wire = msg.to_wire()
