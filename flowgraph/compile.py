@@ -150,7 +150,8 @@ def _place(enabled: dict[str, NodeSpec], classes: Classes, params: dict[str, Any
         device, why = placed[name]
         nodes[name] = NodePlan(name=name, node_type=enabled[name].type, cls=cls, params=params[name], device=device,
                                device_why=why, mode=_mode(cls, device), stage=name,
-                               on_error=enabled[name].on_error, source=cls.is_source(), nice=enabled[name].nice)
+                               on_error=enabled[name].on_error, source=cls.is_source(), nice=enabled[name].nice,
+                               idle=enabled[name].idle)
     return nodes
 
 
@@ -191,9 +192,29 @@ def _isolate(spec: GraphSpec, enabled: dict[str, NodeSpec], nodes: dict[str, Nod
         elif isolation == "process":
             node.isolation, node.mode = "process", "process"
             given = "nice" in body or "nice" in (doc.get("defaults") or {})
-            node.cls = placement.stand_in(node.cls, node.nice if given else placement.DEFAULT_NICE, node.max_batch)
+            if not given:
+                node.nice, node.idle = placement.DEFAULT_NICE, placement.DEFAULT_IDLE
+            node.cpus = _worker_cpus(name, enabled[name], doc, errors)
+            node.cls = placement.stand_in(node.cls, node.nice, node.max_batch, node.cpus, node.idle)
+        elif "cpus" in body and body["cpus"] not in (None, "auto", "all"):
+            errors.append(GraphError(f"node {name!r} ({node.node_type}) runs on a thread in the graph's process: "
+                                     "cpus pins a worker process", locate(doc, ["nodes", name, "cpus"]) or body.loc,
+                                     "isolation: process, or leave cpus out"))
     if errors:
         raise _bundle(errors)
+
+
+def _worker_cpus(name: str, node: NodeSpec, doc: Any, errors: list[GraphError]) -> tuple[int, ...] | None:
+    """``cpus`` of a worker process (flowgraph.island.cpus), resolved on this host."""
+    from .island import cpus
+
+    try:
+        return cpus.resolve(node.cpus)
+    except ValueError as exc:
+        path = ["nodes", name, "cpus"] if "cpus" in doc["nodes"][name] else ["defaults", "cpus"]
+        errors.append(GraphError(f"node {name!r}: cpus {node.cpus!r}: {exc}", locate(doc, path) or node.loc,
+                                 "auto, all, or CPU numbers like '1-3' or [1, 2]"))
+        return None
 
 
 def _place_on_ray(name: str, node: NodePlan, body: Any, doc: Any, errors: list[GraphError]) -> None:
@@ -204,6 +225,11 @@ def _place_on_ray(name: str, node: NodePlan, body: Any, doc: Any, errors: list[G
     where = ray_plan.check_placement(name, node.cls, node.mode, body, doc, dict(os.environ), errors)
     if where is None:
         return
+    if "cpus" in body and body["cpus"] not in (None, "auto", "all"):
+        errors.append(GraphError(f"node {name!r} ({node.node_type}): Ray decides where its actors run",
+                                 locate(doc, ["nodes", name, "cpus"]) or body.loc,
+                                 "placement.resources (num_cpus), or leave cpus out"))
+        return
     if "max_batch" in body and node.max_batch > 1:
         errors.append(GraphError(f"node {name!r} ({node.node_type}): a Ray placement takes one message at a time",
                                  locate(doc, ["nodes", name, "max_batch"]) or body.loc,
@@ -212,7 +238,9 @@ def _place_on_ray(name: str, node: NodePlan, body: Any, doc: Any, errors: list[G
     node.isolation, node.mode, node.placement = "ray", "ray", where
     node.max_batch, node.batch_wait_ms = 1, 0.0
     given = "nice" in body or "nice" in (doc.get("defaults") or {})
-    node.cls = ray_stand_in(node.cls, node.nice if given else placement.DEFAULT_NICE, where,
+    if not given:
+        node.nice, node.idle = placement.DEFAULT_NICE, placement.DEFAULT_IDLE
+    node.cls = ray_stand_in(node.cls, node.nice, node.idle, where,
                             node.on_error.policy == "restart")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .island.cpus import describe as describe_cpus
 from .node import Node
 from .redact import redact_mapping
 from .spec import ErrorPolicy
@@ -44,10 +45,14 @@ class NodePlan:
     on_error: ErrorPolicy
     source: bool
     nice: int = 0
+    #: ``nice: idle``: a worker process in the idle CPU group (a thread: nice 19)
+    idle: bool = False
     #: thread | process (flowgraph.island: a worker process, ``cls`` is then the graph-side stand-in)
     isolation: str = "thread"
     #: ``isolation == "ray"``: replicas, resources and sharding of the node's Ray actors
     placement: Placement | None = None
+    #: ``isolation == "process"``: the CPUs its worker runs on (None: every CPU the graph may use)
+    cpus: tuple[int, ...] | None = None
     #: Messages per ``process_batch`` call (1: the node takes one message at a time), and how long to wait for more
     max_batch: int = 1
     batch_wait_ms: float = 0.0
@@ -86,8 +91,10 @@ class ExecutionPlan:
             "nodes": {
                 n.name: {
                     "type": n.node_type, "device": n.device, "device_why": n.device_why, "mode": n.mode,
-                    "stage": n.stage, "source": n.source, "on_error": n.on_error.policy, "nice": n.nice,
+                    "stage": n.stage, "source": n.source, "on_error": n.on_error.policy,
+                    "nice": "idle" if n.idle else n.nice,
                     "isolation": n.isolation, "max_batch": n.max_batch,
+                    **({"cpus": describe_cpus(n.cpus)} if n.isolation == "process" else {}),
                     **({"placement": {"replicas": n.placement.replicas, "resources": n.placement.resources,
                                       "shard_by": n.placement.shard_by}} if n.placement else {}),
                     "inputs": {p: i.type.__name__ for p, i in n.cls.inputs.items()},
@@ -121,7 +128,10 @@ class ExecutionPlan:
                 node = self.nodes[member]
                 where = f"{node.device}; {node.device_why}; on_error={node.on_error.policy}"
                 if node.isolation == "process":
-                    where += f"; own process, nice {node.cls.island_nice}"  # type: ignore[attr-defined]
+                    idle = node.cls.island_idle  # type: ignore[attr-defined]
+                    where += "; own process, idle CPU group" if idle else \
+                        f"; own process, nice {node.cls.island_nice}"  # type: ignore[attr-defined]
+                    where += f", CPUs {describe_cpus(node.cpus)}"
                 elif node.placement is not None:
                     where += f"; {node.placement.describe()}"
                 elif node.nice:

@@ -88,7 +88,9 @@ def _param_changes(old: Any, new: Any) -> list[str]:
 def _node_changes(old: NodePlan, new: NodePlan) -> tuple[list[str], list[str]]:
     """(params that changed, other settings that changed)."""
     settings = [name for name, a, b in (("device", old.device, new.device), ("on_error", old.on_error, new.on_error),
-                                        ("nice", old.nice, new.nice), ("max_batch", old.max_batch, new.max_batch),
+                                        ("nice", old.nice, new.nice), ("idle", old.idle, new.idle),
+                                        ("cpus", old.cpus, new.cpus),
+                                        ("max_batch", old.max_batch, new.max_batch),
                                         ("batch_wait_ms", old.batch_wait_ms, new.batch_wait_ms)) if a != b]
     return _param_changes(old.params, new.params), settings
 

@@ -15,7 +15,8 @@ from .graph_schema import check_schema
 from .yaml_loader import LocMap, load_yaml, read_graph_file
 
 #: Keys of a node that ``--set node.key=value`` sets on the node itself (anything else is a param).
-NODE_SETTINGS = ("device", "on_error", "enabled", "node", "nice", "isolation", "max_batch", "batch_wait_ms")
+NODE_SETTINGS = ("device", "on_error", "enabled", "node", "nice", "isolation", "cpus", "max_batch",
+                 "batch_wait_ms")
 
 
 # -- overrides ------------------------------------------------------------------------------------------------
@@ -106,8 +107,14 @@ class NodeSpec:
     type_loc: Location
     params_doc: Any = None
     nice: int = 0
+    #: ``nice: idle``: a worker process runs on CPU time nothing else wants (the idle CPU group,
+    #: flowgraph.island.cpu_group); ``nice`` is then 19, all a worker thread gets (an idle thread holding the GIL
+    #: would stall the event loop behind any other process)
+    idle: bool = False
     #: auto | thread | process (flowgraph.island); None = auto
     isolation: str | None = None
+    #: CPUs of a worker process: auto | all | a cpuset list ("1-3,6" or [1, 2]); None = auto (flowgraph.island.cpus)
+    cpus: Any = None
     #: Messages per batch call (a node with ``process_batch``); None = the node type's default.
     max_batch: int | None = None
     batch_wait_ms: float = 0.0
@@ -151,6 +158,10 @@ def _edges(node: str, port: str, raw: Any, where: Location, item_locs: list[Loca
     return edges
 
 
+def _idle(body: Any, defaults: dict[str, Any]) -> bool:
+    return bool(body.get("nice", defaults.get("nice")) == "idle")
+
+
 def build_spec(document: Any, file: str) -> GraphSpec:
     """Turn a schema-valid document into a GraphSpec (no registry knowledge yet)."""
     defaults = dict(document.get("defaults") or {})
@@ -170,8 +181,10 @@ def build_spec(document: Any, file: str) -> GraphSpec:
             device=body.get("device", defaults.get("device", "auto")),
             on_error=_error_policy(body.get("on_error", defaults.get("on_error"))),
             enabled=bool(body.get("enabled", True)),
-            nice=int(body.get("nice", defaults.get("nice", 0))),
+            nice=19 if _idle(body, defaults) else int(body.get("nice", defaults.get("nice", 0))),
+            idle=_idle(body, defaults),
             isolation=body.get("isolation", defaults.get("isolation")),
+            cpus=body.get("cpus", defaults.get("cpus")),
             max_batch=body.get("max_batch"),
             batch_wait_ms=float(body.get("batch_wait_ms", 0.0)),
             loc=raw_nodes.key_locs[name],

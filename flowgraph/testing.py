@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .compile import ExecutionPlan, compile_plan
@@ -66,3 +66,13 @@ def collected(runtime: Runtime, node: str) -> list[Any]:
     if received is None:
         raise TypeError(f"node {node!r} is a {type(sink).__name__}, not a collect node")
     return list(received)
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 60.0, step: float = 0.05) -> bool:
+    """Poll ``predicate`` every ``step`` s until it holds or ``timeout`` s pass; its last value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() >= deadline:
+            return bool(predicate())
+        await asyncio.sleep(step)
+    return True

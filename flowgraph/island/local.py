@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 from . import wire
+from .cpu_group import GROUP
 from .frames import FrameRing, dump_call, load_answer
 from .transport import Answer, RemoteError, WorkerDied, WorkerSpec
 
@@ -81,6 +82,7 @@ class LocalProcess:
             await self.close(timeout=2.0)
             raise RuntimeError(f"node {self.name!r} failed to start in its worker process: {why}")
         info: dict[str, Any] = pickle.loads(body)
+        info["cpu_group"] = GROUP.admit(info["pid"]) if spec.idle and self._proc is not None else None
         return info
 
     async def call(self, port: str, msg: Any) -> Answer:
@@ -141,6 +143,7 @@ class LocalProcess:
             self._kill_now(proc)
             raise
         self.exit_code = proc.returncode
+        GROUP.leave(proc.pid)
         return self.exit_code
 
     def _release(self) -> None:
@@ -163,6 +166,7 @@ class LocalProcess:
             if proc.poll() is None:
                 proc.kill()
             self.exit_code = proc.wait()
+            GROUP.leave(proc.pid)
 
     def stats(self) -> dict[str, Any]:
         return {"pid": self.pid, "frames_shared": self._ring.frames_written,

@@ -10,6 +10,9 @@
 ``thread``
     the node's worker thread in the graph's process (``nice`` then lowers that thread).
 
+A worker process runs on the CPUs ``cpus`` gives (:mod:`.cpus`): by default every CPU but the first, which is left
+to the video path.
+
 Only a blocking, non-source node on the CPU can move (a plain ``def process`` in a worker thread today): ``async``
 nodes serve the graph's clients and sources feed it; a node that registers HTTP routes in ``setup`` needs the
 graph's server. Asking for ``process`` anywhere else is an error naming the node and the reason.
@@ -24,8 +27,10 @@ from .remote import RemoteNode
 from .transport import BATCH_PORT
 
 ISOLATIONS = ("auto", "thread", "process")
-#: Niceness of a worker process when the node gives none.
+#: Niceness of a worker process when the node gives none, and whether it runs in the idle CPU group (``nice:
+#: idle``, :mod:`.cpu_group`): by default analytics runs on CPU time the video path does not want.
 DEFAULT_NICE = 10
+DEFAULT_IDLE = True
 
 
 def why_not(cls: type[Node], mode: str, device: str) -> str | None:
@@ -58,14 +63,18 @@ def resolve(requested: str | None, cls: type[Node], mode: str, device: str, *,
     return ("process" if cls.isolation == "process" and problem is None else "thread"), None
 
 
-def stand_in(cls: type[Node], nice: int = DEFAULT_NICE, max_batch: int = 1) -> type[Node]:
+def stand_in(cls: type[Node], nice: int = DEFAULT_NICE, max_batch: int = 1,
+             cpus: tuple[int, ...] | None = None, idle: bool = False) -> type[Node]:
     """The class the runtime builds in place of ``cls``: same ports, params and summary; handlers forward. With
-    ``max_batch`` > 1 and a ``cls.process_batch``, a batch goes to the worker as one call."""
+    ``max_batch`` > 1 and a ``cls.process_batch``, a batch goes to the worker as one call. ``cpus``: the worker's
+    CPUs (:mod:`.cpus`; None = every CPU); ``idle``: the worker joins the idle CPU group (:mod:`.cpu_group`)."""
     namespace: dict[str, Any] = {
         "__doc__": cls.__doc__,
         "__module__": __name__,
         "remote_cls": cls,
         "island_nice": nice,
+        "island_cpus": cpus,
+        "island_idle": idle,
         "Params": cls.Params,
         "gpu": cls.gpu,
         "type_name": cls.type_name,

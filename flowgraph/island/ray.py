@@ -235,11 +235,13 @@ class NodeHost:
     def start(self) -> dict[str, Any]:
         import ray
 
-        from .worker import lower_priority
+        from .worker import idle_threads, lower_priority
 
         self.loop.run_until_complete(self.node.start())
         if self.spec.nice:
             lower_priority(self.spec.nice, group=False)
+        if self.spec.idle:  # Ray's cgroups are Ray's: SCHED_IDLE ranks the actor's threads within them
+            idle_threads()
         context = ray.get_runtime_context()
         return {"pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0), "ray_node": context.get_node_id(),
                 "ray_ip": ray.util.get_node_ip_address()}  # type: ignore[no-untyped-call]
@@ -620,11 +622,12 @@ class RayNode(RemoteNode):
         return counters
 
 
-def ray_stand_in(cls: type[Node], nice: int, placement: Placement, restarts_on_error: bool) -> type[Node]:
+def ray_stand_in(cls: type[Node], nice: int, idle: bool, placement: Placement,
+                 restarts_on_error: bool) -> type[Node]:
     """The class the runtime builds in place of ``cls`` when it is placed on Ray."""
     from .placement import stand_in
 
-    base = stand_in(cls, nice)
+    base = stand_in(cls, nice, idle=idle)
     namespace = {k: v for k, v in vars(base).items() if k not in ("__dict__", "__weakref__")}
     namespace.update(placement=placement, restarts_on_error=restarts_on_error)
     return type(f"Ray{cls.__name__}", (RayNode,), namespace)

@@ -38,6 +38,10 @@ class RemoteNode(Node):
     remote_cls: ClassVar[type[Node]]
     #: Niceness the worker process adds to its own (the graph's) priority.
     island_nice: ClassVar[int] = 10
+    #: CPUs of the worker process (flowgraph.island.cpus); None = every CPU the graph may use.
+    island_cpus: ClassVar[tuple[int, ...] | None] = None
+    #: The worker joins the graph's idle CPU group (``nice: idle``, flowgraph.island.cpu_group).
+    island_idle: ClassVar[bool] = False
     #: Seconds between respawns of a dead worker under ``on_error: skip_message``.
     respawn_backoff_s: ClassVar[float] = 0.5
 
@@ -64,7 +68,8 @@ class RemoteNode(Node):
         cls = self.remote_cls
         inputs = self.ctx.inputs
         return WorkerSpec(node_class=f"{cls.__module__}:{cls.__qualname__}", name=self.name, graph=self.ctx.graph,
-                          device=self.device, params=self.params, nice=self.island_nice,
+                          device=self.device, params=self.params, nice=self.island_nice, cpus=self.island_cpus,
+                          idle=self.island_idle,
                           log_level=logging.getLogger("flowgraph").getEffectiveLevel(),
                           inputs=None if inputs is None else sorted(inputs))
 
@@ -77,8 +82,9 @@ class RemoteNode(Node):
         self._last_start = time.monotonic()
         self._worker_info = await self.transport.start(self.spec(), START_TIMEOUT_S)
         self.worker_starts += 1
-        self.log.info("runs in worker process %s (nice %s, scheduling group nice %s)", self._worker_info.get("pid"),
-                      self._worker_info.get("nice"), self._worker_info.get("group_nice"))
+        self.log.info("runs in worker process %s (nice %s, scheduling group nice %s, CPUs %s)",
+                      self._worker_info.get("pid"), self._worker_info.get("nice"), self._worker_info.get("group_nice"),
+                      self._worker_info.get("cpus"))
 
     async def stop(self) -> None:
         await self.transport.close(STOP_TIMEOUT_S)
@@ -141,6 +147,8 @@ class RemoteNode(Node):
                   "worker_deaths": self.worker_deaths, "remote_errors": self.remote_errors,
                   "call_ms_p50": call["p50"], "call_ms_p99": call["p99"], "node_ms_p50": inside["p50"],
                   "node_ms_p99": inside["p99"], "nice": self._worker_info.get("nice"),
-                  "group_nice": self._worker_info.get("group_nice"), **self.transport.stats()}
+                  "group_nice": self._worker_info.get("group_nice"), "cpus": self._worker_info.get("cpus"),
+                  "cpu_group": self._worker_info.get("cpu_group"),
+                  **self.transport.stats()}
         return {**self._remote_counters, "island": island}
 

@@ -26,6 +26,10 @@ class WorkerSpec:
     log_level: int
     #: Input ports wired in the graph (``NodeContext.inputs``); None = all declared.
     inputs: list[str] | None = None
+    #: CPUs the worker runs on (flowgraph.island.cpus); None = as inherited.
+    cpus: tuple[int, ...] | None = None
+    #: Join the graph's idle CPU group once ready (flowgraph.island.cpu_group), where the host allows.
+    idle: bool = False
 
 
 @dataclass

@@ -29,7 +29,7 @@ from ..context import GraphScope, NodeContext
 from ..messages import Message
 from ..node import Node
 from ..streams import StreamRegistry
-from . import wire
+from . import cpus, wire
 from .frames import RingAnnouncement, RingView, dump_answer, load_call
 from .transport import BATCH_PORT, END_STREAM_PORT, WorkerSpec
 
@@ -120,7 +120,7 @@ def lower_priority(nice: int, group: bool = True) -> None:
     actor passes ``group=False``: its session is Ray's, shared with other workers.
     """
     base = os.getpriority(os.PRIO_PROCESS, 0)
-    for tid in _threads():  # on Linux a nice value is per thread: the node's start() may have started some
+    for tid in cpus.threads():  # on Linux a nice value is per thread: the node's start() may have started some
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, tid, min(19, base + nice))
     if group:
@@ -128,12 +128,12 @@ def lower_priority(nice: int, group: bool = True) -> None:
             handle.write(str(min(19, max(0, nice))))
 
 
-def _threads() -> list[int]:
-    """This process's thread ids (the kernel's ``/proc/self/task``)."""
-    try:
-        return [int(tid) for tid in os.listdir("/proc/self/task")]
-    except OSError:
-        return [0]
+def idle_threads() -> None:
+    """Every thread of this process (and every thread they start) under ``SCHED_IDLE``: it runs only when no other
+    task of its scheduling group wants the CPU (``nice: idle``)."""
+    for tid in cpus.threads():
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
 
 
 def group_nice() -> int | None:
@@ -235,6 +235,9 @@ def main(argv: list[str]) -> int:
     spec: WorkerSpec = pickle.loads(body)
     logging.basicConfig(level=spec.log_level, stream=sys.stderr,
                         format=f"%(asctime)s %(levelname)s %(name)s [worker {spec.name} pid %(process)d] %(message)s")
+    # CPUs first: libraries size their thread pools by the CPUs they may use when they load
+    if spec.cpus is not None:
+        cpus.confine(spec.cpus)
     try:
         worker = Worker(link, spec)
         worker.loop.run_until_complete(worker.node.start())
@@ -246,8 +249,13 @@ def main(argv: list[str]) -> int:
     # a niced start-up on a busy host takes minutes. The node's work from here on yields to the video path.
     if spec.nice:
         lower_priority(spec.nice)
+    if spec.idle:  # in the graph's idle CPU group once READY (cpu_group); where there is none, the next best
+        idle_threads()
+    if spec.cpus is not None:
+        cpus.confine(spec.cpus)  # threads start() made on its own terms
     link.send(wire.Kind.READY, pickle.dumps({"pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0),
-                                             "group_nice": group_nice()}))
+                                             "group_nice": group_nice(),
+                                             "cpus": cpus.describe(sorted(cpus.available()))}))
     try:
         worker.serve()
     finally:

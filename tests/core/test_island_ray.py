@@ -83,7 +83,7 @@ class FakeActor:
 
 
 def fake_node(replicas: int, shard_by: str) -> tuple[RayNode, list[Any], list[tuple[int, Any]]]:
-    cls = ray_stand_in(Burn, 0, Placement(replicas=replicas, resources={"CPU": 1}, shard_by=shard_by), True)
+    cls = ray_stand_in(Burn, 0, False, Placement(replicas=replicas, resources={"CPU": 1}, shard_by=shard_by), True)
     node = cls(NodeContext(name="b", device="cpu", scope=GraphScope("g")))
     assert isinstance(node, RayNode)
     seen: list[tuple[int, Any]] = []

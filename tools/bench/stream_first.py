@@ -5,8 +5,12 @@ case, back to back in one run:
 
 ``cv-off``      ``graphs/live.yaml``: RTMP in, H.264 passthrough to viewers; no decode, no CV
 ``cv-process``  ``graphs/demo.yaml`` with its camera on the same publisher: decode → vibrio → moriarty → fuse →
-                data channel, WebSocket, SQLite — vibrio and moriarty in worker processes (their default)
+                data channel, WebSocket, SQLite — vibrio and moriarty in worker processes, as shipped: ``nice: idle``
+                (the idle CPU group) and ``cpus: auto`` (every CPU but the first)
 ``cv-thread``   the same with ``isolation: thread`` for vibrio and moriarty: the placement before islands
+``cv-all-cpus`` worker processes, ``nice: idle``, ``cpus: all``: CV may use every CPU
+``cv-nice10``   worker processes, ``nice: 10``, ``cpus: all``: the placement before the idle group and ``cpus``
+``cv-nice10-pinned`` worker processes, ``nice: 10``, ``cpus: auto``
 
 Figures per case: latency = the frame's expected display time − the capture time drawn into it (p50/p90/p99 over
 ``--seconds`` after a 2 s warm-up); first picture = offer → first frame, median of ``--connects`` fresh viewers;
@@ -14,7 +18,7 @@ in-server = ingest socket → RTP sender per live packet (webrtc_out's ``in_serv
 moriarty's processed messages per second over the latency window; CPU = the server process and its workers, % of
 one core, and the video process alone. Everything shares this host: numbers move with its load (printed).
 
-    python tools/bench/stream_first.py [--seconds 30] [--connects 6] [--cases cv-off,cv-process,cv-thread]
+    python tools/bench/stream_first.py [--seconds 30] [--connects 6] [--cases cv-off,cv-process,cv-thread,...]
 """
 
 from __future__ import annotations
@@ -53,6 +57,12 @@ CASES = {
     "cv-process": ("graphs/demo.yaml", "camera", "/live/bench", "/live/bench", "demo", []),
     "cv-thread": ("graphs/demo.yaml", "camera", "/live/bench", "/live/bench", "demo",
                   ["vibrio.isolation=thread", "moriarty.isolation=thread"]),
+    "cv-all-cpus": ("graphs/demo.yaml", "camera", "/live/bench", "/live/bench", "demo",
+                    ["vibrio.cpus=all", "moriarty.cpus=all"]),
+    "cv-nice10": ("graphs/demo.yaml", "camera", "/live/bench", "/live/bench", "demo",
+                  ["vibrio.nice=10", "moriarty.nice=10", "vibrio.cpus=all", "moriarty.cpus=all"]),
+    "cv-nice10-pinned": ("graphs/demo.yaml", "camera", "/live/bench", "/live/bench", "demo",
+                         ["vibrio.nice=10", "moriarty.nice=10"]),
 }
 
 
@@ -156,7 +166,13 @@ def print_table(results: list[dict[str, Any]]) -> None:
               f"{fmt(r.get('in_server_p99_ms'), 1):>6}{fmt(r.get('vibrio_fps'), 1):>11}"
               f"{fmt(r.get('moriarty_fps'), 1):>13}{fmt(r.get('cpu_all_pct')):>10}{fmt(r.get('cpu_video_pct')):>8}"
               f"  {r.get('load')}")
-    by = {r["case"]: r for r in results if "error" not in r}
+    by = _medians(results)
+    if any(sum(r["case"] == case for r in results) > 1 for case in by):
+        print("\nmedians over the rounds of each case:")
+        for case, r in by.items():
+            lat = r["latency"]
+            print(f"{case:<18} g2g p50 {fmt(lat['p50_ms'])}  p90 {fmt(lat['p90_ms'])}  p99 {fmt(lat['p99_ms'])}  "
+                  f"vibrio fps {fmt(r.get('vibrio_fps'), 1)}  (rounds: {r['rounds']})")
     off, on, thread = by.get("cv-off"), by.get("cv-process"), by.get("cv-thread")
     if off and on:
         p50, p99 = on["latency"]["p50_ms"], on["latency"]["p99_ms"]
@@ -175,6 +191,26 @@ def print_table(results: list[dict[str, Any]]) -> None:
                           f"{_ok(mine >= 0.9 * theirs)}")
 
 
+def _medians(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per case, the median of each figure over its rounds (a single round: its own figures)."""
+    import statistics
+
+    def median(values: list[Any]) -> Any:
+        numbers = [v for v in values if isinstance(v, int | float)]
+        return statistics.median(numbers) if numbers else None
+
+    merged: dict[str, dict[str, Any]] = {}
+    for case in dict.fromkeys(r["case"] for r in results if "error" not in r):
+        rounds = [r for r in results if r["case"] == case and "error" not in r]
+        merged[case] = {
+            "case": case, "rounds": len(rounds),
+            "latency": {k: median([r["latency"].get(k) for r in rounds]) for k in ("p50_ms", "p90_ms", "p99_ms")},
+            "connect": {"first_picture_p50_ms": median([r["connect"].get("first_picture_p50_ms") for r in rounds])},
+            **{k: median([r.get(k) for r in rounds]) for k in ("vibrio_fps", "moriarty_fps", "in_server_p99_ms")},
+        }
+    return merged
+
+
 def _ok(flag: bool) -> str:
     return "met" if flag else "MISSED"
 
@@ -183,9 +219,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--connects", type=int, default=6)
-    parser.add_argument("--cases", default="cv-off,cv-process,cv-thread")
+    parser.add_argument("--cases", default="cv-off,cv-process,cv-thread,cv-all-cpus,cv-nice10,cv-nice10-pinned")
+    parser.add_argument("--rounds", type=int, default=1, help="run the cases this many times, interleaved")
     args = parser.parse_args()
-    results = await run_browser_cases(args.cases.split(","),
+    results = await run_browser_cases(args.cases.split(",") * args.rounds,
                                       lambda case, browser, tmp: run_case(case, browser, tmp, args), log_tail=True)
     print_table(results)
     record("stream_first", results)
