@@ -26,8 +26,11 @@ def render(snapshot: dict[str, Any]) -> Group:
             alive = sum(1 for r in island.get("replicas", []) if r.get("alive"))
             where = (f"{n['device']} · Ray {alive}/{len(island.get('replicas', []))} on "
                      f"{','.join(i[:6] for i in island.get('ray_nodes', []))}")
+        elif island:  # its own worker process: pid, idle CPU group, CPUs
+            where = (f"{n['device']} · pid {island.get('pid')}" + (" · idle" if island.get("cpu_group") else "")
+                     + (f" · CPUs {island['cpus']}" if island.get("cpus") else ""))
         else:
-            where = f"{n['device']} · pid {island.get('pid')}" if island else n["device"]  # its own worker process
+            where = n["device"]
         batch = n.get("batch") or {}
         state = n["state"] + (f" · batch {batch['mean']:.1f}" if batch.get("mean") else "")  # mean size so far
         nodes.add_row(name, n["type"], n["stage"], where, state, f"{n['rate_hz']:.1f}",

@@ -8,12 +8,13 @@
 ``"1-3,6"`` or ``[1, 2, 3, 6]``
     those CPUs (Linux cpuset list syntax); at least one of them must be one the graph may use.
 
-Why ``auto`` leaves a CPU: priority alone does not keep a busy CPU free for the video path. Nice values and the
-session's group weight order who runs *next*, but every packet, publisher frame and browser frame is a wakeup that
-lands on a CPU where analytics is running and waits for the scheduler to preempt it; on a 2-CPU host with CV
-saturating both, glass-to-glass p99 stayed 10–20 ms above CV off (one or two display refreshes) whatever the
-nice value (``tools/bench/stream_first.py``, README "Stream first"). With CV confined to the other CPUs, those
-wakeups find an idle CPU.
+Why ``auto`` leaves a CPU: the video path (the graph's event loop, a publisher's encoder and a viewer's browser on
+a shared host) always has a CPU where analytics never runs. Measured on the 2-CPU VM with ``nice: idle``
+(``tools/bench/stream_first.py``, three rounds): the viewers' latency is the same either way (decoded p50/p99 14/28
+ms with ``auto``, 13/29 with ``all``; CV off 13/25) and so is vibrio's analysed fps (16.6 and 16.3), but the server
+and its workers used 65–72 % of a core instead of 103–113 %: a worker whose libraries size their thread pools to
+one CPU wastes no time spinning across two. On a host with N CPUs ``auto`` costs the analytics 1/N of the machine
+at most.
 """
 
 from __future__ import annotations

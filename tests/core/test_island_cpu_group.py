@@ -8,9 +8,11 @@ import os
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from flowgraph.island import cpu_group
 from flowgraph.testing import collected, running, until
+from flowgraph.top import render
 
 GRAPH = """
 nodes:
@@ -59,7 +61,11 @@ async def test_a_worker_runs_in_an_idle_cpu_group_that_goes_with_it() -> None:
         tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
         assert all(_cpu_cgroup(pid, tid).endswith(group.name) for tid in tids), "the worker, every thread of it"
         assert _cpu_cgroup(os.getpid()) != _cpu_cgroup(pid), "the graph's own process stays where it was"
-        assert rt.snapshot()["nodes"]["cv"]["counters"]["island"]["cpu_group"] == str(group)
+        snap = rt.snapshot()
+        assert snap["nodes"]["cv"]["counters"]["island"]["cpu_group"] == str(group)
+        console = Console(width=200, record=True)
+        console.print(render(snap))
+        assert f"pid {pid} · idle" in console.export_text(), "flowgraph top says so"
     assert not _exists(group), "the group is removed with the last worker"
 
 

@@ -149,7 +149,10 @@ function onFrame(now, meta) {
   if (stamp) {
     latency = shownWall - stamp.t_capture_ms;
     fg.lastStamp = stamp;
-    fg.stampLatencies.push([stamp.frame_id, latency, meta.receiveTime ? shownWall - (performance.timeOrigin + meta.receiveTime) : null]);
+    // decoded: capture → the frame ready to show (receive + decode), before the wait for the display's refresh
+    const decoded = meta.receiveTime && meta.processingDuration !== undefined
+      ? performance.timeOrigin + meta.receiveTime + meta.processingDuration * 1000 - stamp.t_capture_ms : null;
+    fg.stampLatencies.push([stamp.frame_id, latency, meta.receiveTime ? shownWall - (performance.timeOrigin + meta.receiveTime) : null, decoded]);
     if (fg.stampLatencies.length > 20000) fg.stampLatencies.shift();
   } else {
     const captured = captureTimeMs(meta.rtpTimestamp);
