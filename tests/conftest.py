@@ -65,7 +65,12 @@ def ray_cluster(ray_netns: str) -> Iterator[Any]:
 
     from flowgraph import netns
 
+    from ray._common.utils import get_default_ray_temp_dir
+
     temp = tempfile.mkdtemp(prefix="fgray")  # short: Ray's Unix socket paths must fit 107 bytes
+    # Cluster() writes the head's address to Ray's default temp folder whatever temp_dir says, and only a Ray
+    # started without temp_dir creates that folder: on a fresh machine it is missing
+    os.makedirs(get_default_ray_temp_dir(), exist_ok=True)
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")  # a loaded 2-core host registers slowly
     args = {"num_cpus": 3, "node_ip_address": "127.0.0.1", "object_store_memory": 256 << 20}
     with netns.inside(ray_netns):

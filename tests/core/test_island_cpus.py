@@ -54,35 +54,20 @@ nodes:
     assert plan.nodes["a"].cpus == (min(allowed),), "a graph-wide default applies to worker processes"
     assert plan.nodes["t"].cpus is None, "and leaves nodes on threads alone"
 
-    with pytest.raises(GraphError) as err:
-        compile_text("""
+    for isolation, cpus_value, why in (("process", '"5-2"', "runs backwards"),
+                                       ("process", "[4000]", "none of CPUs 4000 is available here"),
+                                       ("thread", "[0]", "cpus pins a worker process")):
+        with pytest.raises(GraphError) as err:
+            compile_text(f"""
 nodes:
-  src: {node: frames, params: {count: 1}}
+  src: {{node: frames, params: {{count: 1}}}}
   a:
     node: burn
-    isolation: process
-    cpus: "5-2"
-    inputs: {inp: src/frames}
+    isolation: {isolation}
+    cpus: {cpus_value}
+    inputs: {{inp: src/frames}}
 """)
-    assert "graph.yaml:7:" in str(err.value) and "runs backwards" in str(err.value)
-    with pytest.raises(GraphError) as err:
-        compile_text("""
-nodes:
-  src: {node: frames, params: {count: 1}}
-  a: {node: burn, isolation: process, cpus: [4000], inputs: {inp: src/frames}}
-""")
-    assert "graph.yaml:4:" in str(err.value) and "none of CPUs 4000 is available here" in str(err.value)
-    with pytest.raises(GraphError) as err:
-        compile_text("""
-nodes:
-  src: {node: frames, params: {count: 1}}
-  t:
-    node: burn
-    isolation: thread
-    cpus: [0]
-    inputs: {inp: src/frames}
-""")
-    assert "graph.yaml:7:" in str(err.value) and "cpus pins a worker process" in str(err.value)
+        assert "graph.yaml:7:" in str(err.value) and why in str(err.value), "the error names the cpus line"
     with pytest.raises(GraphError):  # the schema: not a number, a list or a word
         compile_text("nodes: {src: {node: frames, cpus: {first: 1}}}")
     plan = compile_text("""

@@ -57,7 +57,7 @@ async def test_demo_edits_leave_video_and_websocket_untouched(tmp_path: Path, mo
             await asyncio.sleep(3.0)  # the same page, before any edit: its own frame pacing is the baseline
             edits_start = await page.eval("performance.now()")
             vibrio = rt.runners["vibrio"].node
-            restarted = await live.apply_text(text.replace("    nice: 10 ", "    nice: 12 ", 1))  # vibrio's
+            restarted = await live.apply_text(text.replace("    nice: idle ", "    nice: 12 ", 1))  # vibrio's
             swapped = await live.apply_text(text.replace("backend: motion", "backend: hog", 1))  # CV param
             added = await live.apply_text(text + "  tap: {node: collect, inputs: {inp: fuse/analytics}}\n")
             rerouted = await live.apply_text(text + "  tap: {node: collect, inputs: {inp: vibrio/tracks}}\n")
