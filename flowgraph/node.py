@@ -26,7 +26,8 @@ How it runs follows from how it is written:
   ``process`` would return). The runner then hands it up to ``max_batch`` messages that are already queued on one
   input ``process`` serves (on a ``latest`` edge: the newest frame of each stream), in one call in the worker
   thread; it never waits for a batch to fill beyond the node's ``batch_wait_ms`` (default 0). An
-  ``async def process_batch`` sends its outputs itself. ``process`` stays the one-message form.
+  ``async def process_batch`` sends its outputs itself (and nothing before it can still fail: a batch that raises
+  under ``on_error: skip_message`` goes again one message at a time). ``process`` stays the one-message form.
 * A source has no inputs and a ``run`` method: ``async def run`` sends on its outputs until ``self.stopping``;
   a plain ``def run`` is a generator run in the worker thread that yields messages (or ``(port, message)``).
   Returning ends the stream, which then propagates downstream.

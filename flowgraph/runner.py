@@ -252,7 +252,7 @@ class NodeRunner:
                 if len(batch) == 1:
                     await self.handle(port, batch[0])
                 else:
-                    await self.handle_batch(batch)
+                    await self.handle_batch(port, batch)
                 stats.add(len(batch), time.perf_counter() - started)
             turn += 1
             if progressed:
@@ -292,17 +292,16 @@ class NodeRunner:
                 timer.cancel()
                 self._wakeup = None
 
-    async def handle_batch(self, batch: list[Any]) -> None:
-        """Several messages in one ``process_batch`` call, under the node's failure policy (a failed call skips
-        or retries the batch as one). Each message counts as processed; its process time is its share of the
-        call (the call's own time is in the batch figures)."""
+    async def handle_batch(self, port: str, batch: list[Any]) -> None:
+        """Several messages in one ``process_batch`` call, under the node's failure policy: a failed call under
+        ``skip_message`` hands each message to ``process`` on its own (one bad message skips only itself), under
+        ``restart``/``stop`` it goes through the policy as one. Each message counts as processed; its process time
+        is its share of the call (the call's own time is in the batch figures)."""
         now = time.time()
-        for msg in batch:
-            captured = getattr(msg, "t_capture", None)
-            if captured is not None:
-                self.stats.capture_age.add(now - captured)
+        ages = [now - m.t_capture for m in batch if getattr(m, "t_capture", None) is not None]
         handler = self.node.process_batch
         started = time.perf_counter()
+        alone = False
         try:
             if inspect.iscoroutinefunction(handler):
                 await handler(batch)
@@ -318,15 +317,25 @@ class NodeRunner:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            await self.supervisor.failed(self.node, exc, batch[0])
+            alone = self.supervisor.retries_alone(self.node, exc, batch)
+            if not alone:
+                await self.supervisor.failed(self.node, exc, batch[0])
         finally:
-            share = (time.perf_counter() - started) / len(batch)
+            if not alone:  # retried messages are timed by handle()
+                self._count_batch(batch, ages, (time.perf_counter() - started) / len(batch))
+        if alone:
             for msg in batch:
-                self.stats.process_time.add(share)
-                if self._log_frames:
-                    frames_log.debug("node=%s batch=%d stream=%s frame_id=%s process_ms=%.3f", self.name,
-                                     len(batch), getattr(msg, "stream_id", None), getattr(msg, "frame_id", None),
-                                     share * 1000)
+                await self.handle(port, msg)
+
+    def _count_batch(self, batch: list[Any], ages: list[float], share: float) -> None:
+        for age in ages:
+            self.stats.capture_age.add(age)
+        for msg in batch:
+            self.stats.process_time.add(share)
+            if self._log_frames:
+                frames_log.debug("node=%s batch=%d stream=%s frame_id=%s process_ms=%.3f", self.name,
+                                 len(batch), getattr(msg, "stream_id", None), getattr(msg, "frame_id", None),
+                                 share * 1000)
 
     async def handle(self, port: str, msg: Any) -> None:
         """Process one message under the node's failure policy; also the entry point of fused edges."""

@@ -57,6 +57,17 @@ class Supervisor:
                 self._count(error)
         self.stats.state = "running"
 
+    def retries_alone(self, node: Node, exc: Exception, batch: list[Any]) -> bool:
+        """A ``process_batch`` call raised ``exc``: True when each message is to go again on its own (under
+        ``skip_message``, so that one bad message costs only itself); the failure is counted and logged. False: the
+        batch goes through :meth:`failed` as one (``restart``, ``stop``, an error no retry can mend)."""
+        if self.policy.policy != "skip_message" or isinstance(exc, PermanentError) or len(batch) < 2:
+            return False
+        error = NodeError(self.name, getattr(batch[0], "frame_id", None), exc)
+        self._count(error)
+        node.log.warning("batch of %d failed: %s; each message again on its own", len(batch), error)
+        return True
+
     def _count(self, error: NodeError) -> None:
         self.stats.errors += 1
         self.stats.last_error = str(error)

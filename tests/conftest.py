@@ -61,11 +61,10 @@ def ray_cluster(ray_netns: str) -> Iterator[Any]:
     """A two-node Ray cluster (``ray.cluster_utils.Cluster``: two raylets, 3 CPUs each) on loopback inside
     ``ray_netns``, with this process's driver connected. Use it together with ``in_ray_netns``."""
     import ray
+    from ray._common.utils import get_default_ray_temp_dir
     from ray.cluster_utils import Cluster
 
     from flowgraph import netns
-
-    from ray._common.utils import get_default_ray_temp_dir
 
     temp = tempfile.mkdtemp(prefix="fgray")  # short: Ray's Unix socket paths must fit 107 bytes
     # Cluster() writes the head's address to Ray's default temp folder whatever temp_dir says, and only a Ray

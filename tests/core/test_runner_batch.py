@@ -206,23 +206,53 @@ nodes:
     assert time.monotonic() - started < 30
 
 
-async def test_a_failing_batch_goes_through_on_error_as_one() -> None:
-    class Failing(Batcher):
-        def process_batch(self, msgs: list[Data]) -> list[Data | None]:
-            super().process_batch(msgs)
-            raise RuntimeError("model fell over")
+class Failing(Batcher):
+    """A batch with value 2 in it fails; so does that message on its own."""
 
+    def process(self, msg: Data) -> Data:
+        if msg.value == 2:
+            self.calls.append(("one", [(msg.stream_id, msg.value)]))
+            raise RuntimeError("bad frame 2")
+        return super().process(msg)
+
+    def process_batch(self, msgs: list[Data]) -> list[Data | None]:
+        super().process_batch(msgs)
+        if any(m.value == 2 for m in msgs):
+            raise RuntimeError("model fell over")
+        return [Data(value=("batch", m.value)).like(m) for m in msgs]
+
+
+async def test_a_failing_batch_goes_again_one_message_at_a_time_and_only_the_bad_one_is_skipped() -> None:
     reg = registry()
     reg.register("failing", Failing)
-    Burst.plan = [Data(stream_id=s, value=1) for s in "abc"] + [StreamEnd(stream_id="a", reason="t")]
+    Burst.plan = [Data(stream_id=s, value=v) for s, v in zip("abc", (1, 2, 3), strict=True)]
+    Burst.plan.append(StreamEnd(stream_id="a", reason="t"))
     rt = await run_to_end(compile_text(graph("{from: src/out, policy: block}", node="b: {node: failing"),
                                        registry=reg))
     assert rt.exit_code == 0
+    calls = rt.runners["b"].node.calls  # type: ignore[attr-defined]
+    assert calls[1] == ("batch", [("a", 1), ("b", 2), ("c", 3)])
+    assert calls[2:5] == [("one", [("a", 1)]), ("one", [("b", 2)]), ("one", [("c", 3)])], "each on its own"
     node = rt.snapshot()["nodes"]["b"]
-    assert node["errors"] == 1 and "model fell over" in node["last_error"]
-    assert node["processed"] == 1, "the failed batch's messages are skipped, not counted as processed"
-    got = [(m.stream_id, type(m).__name__) for m in collected(rt, "out")]
-    assert ("a", "StreamEnd") in got and [s for s, kind in got if kind == "Data"] == ["w"]
+    assert node["errors"] == 2 and "bad frame 2" in node["last_error"], "the batch's failure and the bad frame's"
+    assert node["processed"] == 3, "w, then a and c on their own; b skipped"
+    got = [(m.stream_id, m.value) for m in collected(rt, "out") if type(m) is Data]
+    assert got == [("w", ("one", -1)), ("a", ("one", 1)), ("c", ("one", 3))]
+    assert ("a", "StreamEnd") in [(m.stream_id, type(m).__name__) for m in collected(rt, "out")]
+
+
+async def test_under_restart_a_failing_batch_goes_through_on_error_as_one() -> None:
+    reg = registry()
+    reg.register("failing", Failing)
+    Burst.plan = [Data(stream_id=s, value=v) for s, v in zip("abc", (1, 2, 3), strict=True)]
+    rt = await run_to_end(compile_text(graph("{from: src/out, policy: block}", node="b: {node: failing",
+                                             extra=", on_error: {policy: restart, backoff_s: 0.01}"),
+                                       registry=reg))
+    assert rt.exit_code == 0
+    node = rt.snapshot()["nodes"]["b"]
+    assert node["errors"] == 1 and "model fell over" in node["last_error"] and node["restarts"] == 1
+    assert node["processed"] == 1, "the failed batch's messages are dropped with it, not counted as processed"
+    assert [m.stream_id for m in collected(rt, "out") if type(m) is Data] == ["w"]
 
 
 def test_max_batch_is_checked_before_start() -> None:

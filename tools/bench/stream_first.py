@@ -208,7 +208,7 @@ def _medians(results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
     def median(values: list[Any]) -> Any:
         numbers = [v for v in values if isinstance(v, int | float)]
-        return statistics.median(numbers) if numbers else None
+        return round(statistics.median(numbers), 2) if numbers else None
 
     merged: dict[str, dict[str, Any]] = {}
     for case in dict.fromkeys(r["case"] for r in results if "error" not in r):
