@@ -55,9 +55,15 @@ def wire_edge(spec: GraphSpec, enabled: dict[str, NodeSpec], classes: dict[str, 
             f"an output carrying {accepted.__name__}"))
         return None
     defaults = spec.defaults
+    if wire.policy == Policy.LATEST and issubclass(produced, Packet):
+        errors.append(GraphError(
+            f"policy 'latest' on {wire.source}/{wire.port} → {wire.target}/{wire.target_port} ({produced.__name__}): "
+            "replacing a queued packet with the next one breaks the video until its next keyframe", wire.loc,
+            "policy: drop_oldest (it keeps a stream's keyframe), or latest on decoded frames"))
+        return None
     if wire.policy is not None:
         policy, why = wire.policy, ""
-    elif "policy" in defaults:
+    elif "policy" in defaults and not (defaults["policy"] == Policy.LATEST and issubclass(produced, Packet)):
         policy, why = defaults["policy"], "graph default"
     elif issubclass(produced, LIVE_TYPES):
         policy, why = Policy.DROP_OLDEST.value, f"default for live {produced.__name__}"

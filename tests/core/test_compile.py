@@ -48,6 +48,26 @@ nodes:
     assert policies[("f", "c")] == ("latest", 1, "")
 
 
+def test_latest_on_compressed_video_is_refused_and_a_latest_default_leaves_it_alone() -> None:
+    with pytest.raises(GraphError) as err:
+        compile_text("""
+nodes:
+  f: {node: frames}
+  e: {node: encode, inputs: {frames: f/frames}}
+  c: {node: collect, inputs: {inp: {from: e/packets, policy: latest}}}
+""")
+    assert "graph.yaml:5:" in str(err.value) and "breaks the video until its next keyframe" in str(err.value)
+    plan = compile_text("""
+defaults: {policy: latest}
+nodes:
+  f: {node: frames}
+  e: {node: encode, inputs: {frames: f/frames}}
+  c: {node: collect, inputs: {inp: e/packets}}
+""")
+    policies = {(e.source, e.target): e.policy for e in plan.edges}
+    assert policies == {("f", "e"): "latest", ("e", "c"): "drop_oldest"}, "packets keep their live default"
+
+
 def test_graph_defaults_apply() -> None:
     plan = compile_text("defaults: {queue: 3, policy: drop_oldest}\nnodes:\n  t: {node: tick}\n"
                         "  c: {node: collect, inputs: {inp: t/out}}\n")
