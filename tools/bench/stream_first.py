@@ -11,6 +11,8 @@ case, back to back in one run:
 ``cv-all-cpus`` worker processes, ``nice: idle``, ``cpus: all``: CV may use every CPU
 ``cv-nice10``   worker processes, ``nice: 10``, ``cpus: all``: the placement before the idle group and ``cpus``
 ``cv-nice10-pinned`` worker processes, ``nice: 10``, ``cpus: auto``
+``platform``    ``graphs/platform.yaml`` as shipped (CV as in ``cv-process``, vibrio's backend ``auto``, fuse → Redis
+                and PostgreSQL, throw-away servers on loopback), the publisher as its one broadcaster
 
 Figures per case: latency = the frame's expected display time − the capture time drawn into it (p50/p90/p99 over
 ``--seconds`` after a 2 s warm-up); decoded = the time the frame was decoded and ready to show − its capture time
@@ -66,7 +68,11 @@ CASES = {
                   ["vibrio.nice=10", "moriarty.nice=10", "vibrio.cpus=all", "moriarty.cpus=all"]),
     "cv-nice10-pinned": ("graphs/demo.yaml", "camera", "/live/bench", "/live/bench", "demo",
                          ["vibrio.nice=10", "moriarty.nice=10"]),
+    # the whole platform as shipped (vibrio backend auto, Redis and PostgreSQL stores), one broadcaster
+    "platform": ("graphs/platform.yaml", "rtmp", "/live", "/live/benchkey", "main", []),
 }
+#: Cases whose graph writes to Redis and PostgreSQL (throw-away servers on loopback, started for the case).
+DATABASES = {"platform"}
 
 
 @contextlib.asynccontextmanager
@@ -77,13 +83,25 @@ async def server(case: str, tmp: Path) -> Any:
     args = [FLOWGRAPH, "run", str(ROOT / graph), "--port", str(http)]
     for item in sets:
         args += ["--set", item]
-    proc = Proc(args, env={"FLOWGRAPH_DEMO_DB": str(tmp / f"{case}.db")}, log=str(tmp / f"{case}.log"))
-    try:
-        base = f"http://127.0.0.1:{http}"
-        await wait_http(base + "/api/webrtc/streams", timeout=120)
-        yield base, f"rtmp://127.0.0.1:{rtmp}{publish_path}", stream, proc
-    finally:
-        proc.stop()
+    env = {"FLOWGRAPH_DEMO_DB": str(tmp / f"{case}.db")}
+    with contextlib.ExitStack() as stores:
+        if case in DATABASES:
+            from _servers import Postgres, Redis
+
+            redis = Redis()
+            stores.callback(redis.stop)
+            postgres = Postgres()
+            stores.callback(postgres.stop)
+            # loopback only: the listen check lets the platform's empty API/WS tokens through (the probe sends none)
+            env.update({"STREAM_KEYS": f"{publish_path.rsplit('/', 1)[1]}={stream}", "API_TOKEN": "",
+                        "WS_TOKEN": "", "HOST": "127.0.0.1", "REDIS_URL": redis.url, "POSTGRES_URL": postgres.url})
+        proc = Proc(args, env=env, log=str(tmp / f"{case}.log"))
+        try:
+            base = f"http://127.0.0.1:{http}"
+            await wait_http(base + "/api/webrtc/streams", timeout=120)
+            yield base, f"rtmp://127.0.0.1:{rtmp}{publish_path}", stream, proc
+        finally:
+            proc.stop()
 
 
 async def metrics(base: str) -> dict[str, Any]:
