@@ -196,7 +196,7 @@ def _isolate(spec: GraphSpec, enabled: dict[str, NodeSpec], nodes: dict[str, Nod
                 node.nice, node.idle = placement.DEFAULT_NICE, placement.DEFAULT_IDLE
             node.cpus = _worker_cpus(name, enabled[name], doc, errors)
             node.cls = placement.stand_in(node.cls, node.nice, node.max_batch, node.cpus, node.idle)
-        elif "cpus" in body and body["cpus"] not in (None, "auto", "all"):
+        elif "cpus" in body and body["cpus"] not in (None, "all"):
             errors.append(GraphError(f"node {name!r} ({node.node_type}) runs on a thread in the graph's process: "
                                      "cpus pins a worker process", locate(doc, ["nodes", name, "cpus"]) or body.loc,
                                      "isolation: process, or leave cpus out"))
@@ -213,7 +213,7 @@ def _worker_cpus(name: str, node: NodeSpec, doc: Any, errors: list[GraphError]) 
     except ValueError as exc:
         path = ["nodes", name, "cpus"] if "cpus" in doc["nodes"][name] else ["defaults", "cpus"]
         errors.append(GraphError(f"node {name!r}: cpus {node.cpus!r}: {exc}", locate(doc, path) or node.loc,
-                                 "auto, all, or CPU numbers like '1-3' or [1, 2]"))
+                                 "all, or CPU numbers like '1-3' or [1, 2]"))
         return None
 
 
@@ -225,7 +225,7 @@ def _place_on_ray(name: str, node: NodePlan, body: Any, doc: Any, errors: list[G
     where = ray_plan.check_placement(name, node.cls, node.mode, body, doc, dict(os.environ), errors)
     if where is None:
         return
-    if "cpus" in body and body["cpus"] not in (None, "auto", "all"):
+    if "cpus" in body and body["cpus"] not in (None, "all"):
         errors.append(GraphError(f"node {name!r} ({node.node_type}): Ray decides where its actors run",
                                  locate(doc, ["nodes", name, "cpus"]) or body.loc,
                                  "placement.resources (num_cpus), or leave cpus out"))

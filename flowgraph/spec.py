@@ -113,7 +113,7 @@ class NodeSpec:
     idle: bool = False
     #: auto | thread | process (flowgraph.island); None = auto
     isolation: str | None = None
-    #: CPUs of a worker process: auto | all | a cpuset list ("1-3,6" or [1, 2]); None = auto (flowgraph.island.cpus)
+    #: CPUs of a worker process: all | a cpuset list ("1-3,6" or [1, 2]); None = all (flowgraph.island.cpus)
     cpus: Any = None
     #: Messages per batch call (a node with ``process_batch``); None = the node type's default.
     max_batch: int | None = None

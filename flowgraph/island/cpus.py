@@ -1,20 +1,15 @@
 """Which CPUs a worker process may run on (``cpus``, per node or in ``defaults``).
 
-``auto`` (default)
-    every CPU the graph may use except its first one, which is left to the video path: the graph's event loop,
-    and on a shared host the publishers and viewers beside it. On a one-CPU host, every CPU.
-``all``
+``all`` (default)
     every CPU the graph may use.
 ``"1-3,6"`` or ``[1, 2, 3, 6]``
     those CPUs (Linux cpuset list syntax); at least one of them must be one the graph may use.
 
-Why ``auto`` leaves a CPU: the video path (the graph's event loop, a publisher's encoder and a viewer's browser on
-a shared host) always has a CPU where analytics never runs. Measured on the 2-CPU VM with ``nice: idle``
-(``tools/bench/stream_first.py``, three rounds): the viewers' latency is the same either way (decoded p50/p99 14/28
-ms with ``auto``, 13/29 with ``all``; CV off 13/25) and so is vibrio's analysed fps (16.6 and 16.3), but the server
-and its workers used 65–72 % of a core instead of 103–113 %: a worker whose libraries size their thread pools to
-one CPU wastes no time spinning across two. On a host with N CPUs ``auto`` costs the analytics 1/N of the machine
-at most.
+Why not leave a CPU to the video path by default: with the workers in the idle CPU group (:mod:`.cpu_group`) a
+pinned worker gave the viewers no better latency on the 2-CPU VM (``tools/bench/stream_first.py``: decoded p99
+28–29 ms either way, CV off 25–28), and it cost analytics throughput whenever the other CPU was free: in the demo
+with people in the picture, moriarty analysed 6.2–6.5 fps pinned against 7.8–7.9 on both CPUs (vibrio 19.7–20.6
+against 17.9–18.8). Pin where a host runs other latency-critical work the scheduler cannot see.
 """
 
 from __future__ import annotations
@@ -24,8 +19,6 @@ import os
 import re
 from typing import Any
 
-#: Values of ``cpus`` that are not a list of CPUs.
-KEYWORDS = ("auto", "all")
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
@@ -69,20 +62,17 @@ def parse(value: Any) -> set[int]:
 
 
 def resolve(value: Any, allowed: set[int] | None = None) -> tuple[int, ...] | None:
-    """The CPUs a worker gets for ``value`` (None: leave its affinity as inherited). ValueError when a list names
-    no CPU the graph may use."""
-    allowed = available() if allowed is None else allowed
-    if value is None or value == "auto":
-        if len(allowed) < 2:
-            return None
-        return tuple(sorted(allowed - {min(allowed)}))
-    if value == "all":
+    """The CPUs a worker gets for ``value`` (None: leave its affinity as inherited, every CPU the graph may use).
+    ValueError when a list names no CPU the graph may use."""
+    if value is None or value == "all":
         return None
+    allowed = available() if allowed is None else allowed
     wanted = parse(value)
     usable = wanted & allowed
     if not usable:
-        raise ValueError(f"none of CPUs {describe(wanted)} is available here (this process may use "
-                         f"{describe(allowed)})")
+        raise ValueError(
+            f"none of CPUs {describe(wanted)} is available here (this process may use {describe(allowed)})"
+        )
     return tuple(sorted(usable))
 
 

@@ -10,8 +10,7 @@
 ``thread``
     the node's worker thread in the graph's process (``nice`` then lowers that thread).
 
-A worker process runs on the CPUs ``cpus`` gives (:mod:`.cpus`): by default every CPU but the first, which is left
-to the video path.
+A worker process runs on the CPUs ``cpus`` gives (:mod:`.cpus`): by default every CPU the graph may use.
 
 Only a blocking, non-source node on the CPU can move (a plain ``def process`` in a worker thread today): ``async``
 nodes serve the graph's clients and sources feed it; a node that registers HTTP routes in ``setup`` needs the

@@ -1,4 +1,4 @@
-"""``cpus``: which CPUs a node's worker process runs on (flowgraph.island.cpus) — parsing, the ``auto`` rule, the
+"""``cpus``: which CPUs a node's worker process runs on (flowgraph.island.cpus) — parsing, resolving on this host, the
 graph's errors with their lines, and a real worker confined to what the graph says."""
 
 from __future__ import annotations
@@ -23,11 +23,9 @@ def test_cpuset_lists_parse_and_print_back() -> None:
             cpus.parse(bad)
 
 
-def test_auto_leaves_the_first_cpu_to_the_video_path() -> None:
-    assert cpus.resolve("auto", {0, 1}) == (1,)
-    assert cpus.resolve(None, {2, 3, 5}) == (3, 5), "the graph's own first CPU, not CPU 0"
-    assert cpus.resolve("auto", {0}) is None, "one CPU: nothing to leave"
-    assert cpus.resolve("all", {0, 1}) is None
+def test_a_list_resolves_to_the_cpus_the_graph_may_use() -> None:
+    assert cpus.resolve(None, {0, 1}) is None and cpus.resolve("all", {0, 1}) is None, "all: affinity as inherited"
+    assert cpus.resolve([3, 5], {2, 3, 5}) == (3, 5)
     assert cpus.resolve("1-3", {0, 1, 2}) == (1, 2), "CPUs the graph may not use are left out"
     with pytest.raises(ValueError, match="none of CPUs 8-9 is available here"):
         cpus.resolve([8, 9], {0, 1})
@@ -39,11 +37,11 @@ def test_the_plan_says_where_each_worker_runs_and_bad_cpus_name_their_line() -> 
 nodes:
   src: {node: frames, params: {width: 64, height: 32, count: 1}}
   a: {node: burn, isolation: process, inputs: {inp: src/frames}}
-  b: {node: burn, isolation: process, cpus: all, inputs: {inp: src/frames}}
-""")
-    assert plan.nodes["a"].cpus == cpus.resolve("auto", allowed) and plan.nodes["b"].cpus is None
-    assert f"CPUs {cpus.describe(plan.nodes['a'].cpus)}" in plan.describe()
-    assert plan.to_dict()["nodes"]["b"]["cpus"] == "all"
+  b: {node: burn, isolation: process, cpus: "MINE", inputs: {inp: src/frames}}
+""".replace("MINE", str(max(allowed))))
+    assert plan.nodes["a"].cpus is None and plan.nodes["b"].cpus == (max(allowed),)
+    assert f"CPUs {max(allowed)}" in plan.describe() and "CPUs all" in plan.describe()
+    assert plan.to_dict()["nodes"]["a"]["cpus"] == "all"
     plan = compile_text(f"""
 defaults: {{cpus: "{min(allowed)}"}}
 nodes:
@@ -74,8 +72,8 @@ nodes:
 nodes:
   src: {node: frames, params: {count: 1}}
   a: {node: burn, isolation: process, inputs: {inp: src/frames}}
-""", overrides=["a.cpus=all"])
-    assert plan.nodes["a"].cpus is None, "--set a.cpus=all sets the node key"
+""", overrides=[f"a.cpus={max(allowed)}"])
+    assert plan.nodes["a"].cpus == (max(allowed),), "--set a.cpus=N sets the node key"
 
 
 def _allowed_list(pid: int, tid: int) -> set[int]:
