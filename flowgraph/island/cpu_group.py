@@ -4,9 +4,10 @@ Priority by nice value does not keep the video path's latency when analytics sat
 fair scheduler (EEVDF since Linux 6.6) lets a running task finish its time slice before a task that wakes up gets
 the CPU, and every frame's journey is a chain of such wakeups: the publisher's encoder threads, the graph's event
 loop, the viewer's network, decoder and compositor threads. Each can wait a slice behind a CV thread, whatever
-the CV's nice value; on a 2-CPU host that put glass-to-glass p99 10–20 ms (one or two display refreshes) above
-the CV-off figure. ``SCHED_IDLE`` on the worker's threads did not help either: it only ranks a task among the
-tasks of its own group (its session, under autogroup), and at the top the groups compete as equals.
+the CV's nice value: on the 2-CPU VM, workers at nice 10 put the viewers' p99 (capture → decoded in the browser)
+5–13 ms above CV off; in the idle group, 0–5 ms (``tools/bench/stream_first.py``). ``SCHED_IDLE`` on the worker's
+threads did not help either: it only ranks a task among the tasks of its own group (its session, under autogroup),
+and at the top the groups compete as equals.
 
 A CPU group marked idle (the cgroup ``cpu.idle`` flag, Linux ≥ 5.15, both cgroup versions) is ranked at the top:
 a task of any other group that wakes up preempts it at once, and it gets only the CPU time left over. The graph
