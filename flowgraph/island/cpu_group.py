@@ -13,7 +13,8 @@ A CPU group marked idle (the cgroup ``cpu.idle`` flag, Linux ≥ 5.15, both cgro
 a task of any other group that wakes up preempts it at once, and it gets only the CPU time left over. The graph
 creates one such group beside its own (``flowgraph-analytics-<pid>`` under the graph's CPU cgroup) and moves each
 worker process into it after the worker has loaded its models (loading at idle priority on a busy host would take
-minutes); it removes the group when its last worker ends.
+minutes); it removes the group when its last worker ends, and the empty groups of graph processes that were killed
+before they could.
 
 Where the host does not allow it (no write access to the CPU cgroup: not root and no delegated cgroup; a cgroup
 v2 hierarchy whose parent holds processes and has no ``cpu`` controller for its children), workers keep their nice
@@ -28,6 +29,8 @@ import os
 from pathlib import Path
 
 log = logging.getLogger("flowgraph.island")
+#: Name of a graph process's group, followed by its pid.
+PREFIX = "flowgraph-analytics-"
 
 
 def _cpu_hierarchy() -> tuple[Path, str]:
@@ -95,7 +98,8 @@ class IdleGroup:
             enabled = (parent / "cgroup.subtree_control").read_text(encoding="ascii").split()
             if "cpu" not in enabled:
                 (parent / "cgroup.subtree_control").write_text("+cpu", encoding="ascii")
-        path = parent / f"flowgraph-analytics-{os.getpid()}"
+        _remove_stale(parent)
+        path = parent / f"{PREFIX}{os.getpid()}"
         path.mkdir(exist_ok=True)
         try:
             (path / "cpu.idle").write_text("1", encoding="ascii")
@@ -105,6 +109,22 @@ class IdleGroup:
             raise
         self.path = path
         return path
+
+
+def _remove_stale(parent: Path) -> None:
+    """Remove the empty groups of graph processes that have ended without removing theirs (killed): their
+    workers died with them (``PR_SET_PDEATHSIG``), the folders would stay until reboot."""
+    for child in parent.glob(f"{PREFIX}*"):
+        pid = child.name[len(PREFIX):]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):  # not empty (a worker still running): left alone
+                child.rmdir()
+        except PermissionError:  # alive, someone else's
+            continue
 
 
 #: The graph process's group (every local worker of every graph in this process).

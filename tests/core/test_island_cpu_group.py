@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,20 @@ def _group_allowed() -> bool:
     return True
 
 
+def _stale_group() -> Path:
+    """The group a killed graph process left behind: named after a pid that has ended."""
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    mount, own = cpu_group._cpu_hierarchy()
+    stale = mount / own.lstrip("/") / f"{cpu_group.PREFIX}{ended.pid}"
+    stale.mkdir()
+    return stale
+
+
 async def test_a_worker_runs_in_an_idle_cpu_group_that_goes_with_it() -> None:
     if not _group_allowed():
         pytest.skip("this host gives no write access to the CPU cgroup (not root, no delegation)")
+    stale = _stale_group()
     async with running(GRAPH) as rt:
         assert await until(lambda: len(collected(rt, "out")) >= 5)
         node = rt.runners["cv"].node
@@ -63,6 +75,7 @@ async def test_a_worker_runs_in_an_idle_cpu_group_that_goes_with_it() -> None:
         assert _cpu_cgroup(os.getpid()) != _cpu_cgroup(pid), "the graph's own process stays where it was"
         snap = rt.snapshot()
         assert snap["nodes"]["cv"]["counters"]["island"]["cpu_group"] == str(group)
+        assert not _exists(stale), "a killed graph's empty group is removed when the next graph makes its own"
         console = Console(width=200, record=True)
         console.print(render(snap))
         assert f"pid {pid} · idle" in console.export_text(), "flowgraph top says so"
