@@ -35,13 +35,17 @@ FLOWGRAPH = str(Path(PY).with_name("flowgraph"))
 
 
 # -- publisher ----------------------------------------------------------------------------------------------
-def publish(url: str, *, width: int = 1280, height: int = 720, fps: int = 30, gop: int = 60,
+def publish(url: str, *, width: int = 1280, height: int = 720, fps: float = 30, gop: int = 60,
             bitrate_kbps: int = 1600, seconds: float = 3600.0) -> None:
     """Push stamped frames to ``url`` (rtmp://… as FLV, rtp://… as RTP) in real time until ``seconds`` pass.
 
     Frames are drawn here and piped raw to one ffmpeg process (libx264 zero-latency) that publishes them, so
     every server gets the same encoder; the stamp's capture time is taken just before the frame enters the pipe.
+    ``fps`` may be fractional (ffmpeg gets it as a fraction: 29.97 as 2997/100).
     """
+    from fractions import Fraction
+
+    rate = str(Fraction(fps).limit_denominator(1001))
     import numpy as np
 
     from flowgraph.nodes.synth.stamp import draw_stamp
@@ -50,7 +54,7 @@ def publish(url: str, *, width: int = 1280, height: int = 720, fps: int = 30, go
         else ["-f", "flv", url]
     encoder = subprocess.Popen(
         ["ffmpeg", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
-         "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
+         "-r", rate, "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency",
          "-profile:v", "baseline", "-b:v", f"{bitrate_kbps}k", "-maxrate", f"{bitrate_kbps}k",
          "-bufsize", f"{bitrate_kbps // 2}k", "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0",
          "-x264-params", "repeat-headers=1", "-pix_fmt", "yuv420p", *fmt],
@@ -365,7 +369,7 @@ def percentile(values: list[float], q: float) -> float | None:
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "publish":
         options = dict(arg[2:].split("=", 1) for arg in sys.argv[3:])
-        typed: dict[str, Any] = {k: (float(v) if k == "seconds" else int(v)) for k, v in options.items()}
+        typed: dict[str, Any] = {k: (float(v) if k in ("seconds", "fps") else int(v)) for k, v in options.items()}
         publish(sys.argv[2], **typed)
     else:
         print(__doc__)

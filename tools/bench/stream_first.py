@@ -1,7 +1,10 @@
 """Stream first: viewers' glass-to-glass latency with CV off and on (CV in worker processes, and on threads).
 
-One stamped 720p30 RTMP publisher (libx264 veryfast zero-latency, GOP 60) and one headless Chromium viewer per
-case, back to back in one run:
+One stamped 720p RTMP publisher (libx264 veryfast zero-latency, GOP 60) and one headless Chromium viewer per case,
+back to back in one run. The publisher runs at 29.97 fps by default: against the browser's 60 Hz refresh its frames
+drift by 0.033 ms each, so over the default 33.4 s window every frame phase against the refresh occurs twice and
+glass-to-glass figures no longer depend on where the publisher's clock happened to start (at exactly 30 fps the
+phase is fixed for a run and rounds every figure of that run the same way, by up to 16.7 ms):
 
 ``cv-off``      ``graphs/live.yaml``: RTMP in, H.264 passthrough to viewers; no decode, no CV
 ``cv-process``  ``graphs/demo.yaml`` with its camera on the same publisher: decode → vibrio → moriarty → fuse →
@@ -15,9 +18,8 @@ case, back to back in one run:
 
 Figures per case: latency = the frame's expected display time − the capture time drawn into it (p50/p90/p99 over
 ``--seconds`` after a 2 s warm-up); decoded = the time the frame was decoded and ready to show − its capture time
-(the same path without the wait for the display's next refresh, which rounds every glass-to-glass figure up to a
-16.7 ms step whose phase against the publisher's clock is chance: CV off alone gave p99 38 and 52 ms an hour
-apart); first picture = offer → first frame, median of ``--connects`` fresh viewers; in-server = ingest socket →
+(the same path without the wait for the display's next refresh: at exactly 30 fps CV off alone gave p99 36–55 ms
+over thirteen runs of one morning, by that phase); first picture = offer → first frame, median of ``--connects`` fresh viewers; in-server = ingest socket →
 RTP sender per live packet (webrtc_out's ``in_server_ms``); analysed fps = vibrio's and moriarty's processed
 messages per second over the latency window; CPU = the server process and its workers, % of
 one core, and the video process alone. Everything shares this host: numbers move with its load (printed).
@@ -150,7 +152,7 @@ def summarise(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 async def run_case(case: str, browser: Chromium, tmp: Path, args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"case": case}
-    async with server(case, tmp) as (base, rtmp_url, stream, proc), publishing(rtmp_url):
+    async with server(case, tmp) as (base, rtmp_url, stream, proc), publishing(rtmp_url, fps=args.fps):
         await wait_stream(base, stream, timeout=60)
         await asyncio.sleep(3)  # CV warm: workers up, models loaded, first frames analysed
         samples: list[dict[str, Any]] = []
@@ -171,8 +173,8 @@ def fmt(value: Any, digits: int = 0) -> str:
     return "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float | int) else str(value)
 
 
-def print_table(results: list[dict[str, Any]]) -> None:
-    print("\nstream first: 720p30 RTMP → WebRTC, headless Chromium (ms unless noted)")
+def print_table(results: list[dict[str, Any]], fps: float) -> None:
+    print(f"\nstream first: 720p at {fps:g} fps, RTMP → WebRTC, headless Chromium (ms unless noted)")
     head = (f"{'case':<17}{'g2g p50':>8}{'p90':>6}{'p99':>6}{'decoded p50':>12}{'p99':>6}{'skipped':>8}"
             f"{'first pic':>10}{'in-srv p50':>11}{'p99':>6}"
             f"{'vibrio fps':>11}{'moriarty fps':>13}{'CPU all %':>10}{'video %':>8}  load")
@@ -246,14 +248,16 @@ def _ok(flag: bool) -> str:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=33.4, help="latency window (33.4 s: two refresh sweeps)")
+    parser.add_argument("--fps", type=float, default=29.97,
+                        help="publisher frame rate; 29.97 sweeps the frames across the display's refresh phases")
     parser.add_argument("--connects", type=int, default=6)
     parser.add_argument("--cases", default="cv-off,cv-process,cv-thread,cv-pinned,cv-nice10,platform")
     parser.add_argument("--rounds", type=int, default=1, help="run the cases this many times, interleaved")
     args = parser.parse_args()
     results = await run_browser_cases(args.cases.split(",") * args.rounds,
                                       lambda case, browser, tmp: run_case(case, browser, tmp, args), log_tail=True)
-    print_table(results)
+    print_table(results, args.fps)
     record("stream_first", results)
 
 
