@@ -19,12 +19,13 @@ phase is fixed for a run and rounds every figure of that run the same way, by up
 Figures per case: latency = the frame's expected display time − the capture time drawn into it (p50/p90/p99 over
 ``--seconds`` after a 2 s warm-up); decoded = the time the frame was decoded and ready to show − its capture time
 (the same path without the wait for the display's next refresh: at exactly 30 fps CV off alone gave p99 36–55 ms
-over thirteen runs of one morning, by that phase); first picture = offer → first frame, median of ``--connects`` fresh viewers; in-server = ingest socket →
-RTP sender per live packet (webrtc_out's ``in_server_ms``); analysed fps = vibrio's and moriarty's processed
-messages per second over the latency window; CPU = the server process and its workers, % of
-one core, and the video process alone. Everything shares this host: numbers move with its load (printed).
+over thirteen runs of one morning, by that phase); first picture = offer → first frame, median of ``--connects``
+fresh viewers; in-server = ingest socket → RTP sender per live packet (webrtc_out's ``in_server_ms``); analysed
+fps = vibrio's and moriarty's processed messages per second over the latency window; CPU = the server process and
+its workers, % of one core, and the video process alone. Everything shares this host: numbers move with its load
+(printed).
 
-    python tools/bench/stream_first.py [--seconds 30] [--connects 6] [--cases cv-off,cv-process,cv-thread,...]
+    python tools/bench/stream_first.py [--seconds 33.4] [--fps 29.97] [--rounds 1] [--connects 6] [--cases ...]
 """
 
 from __future__ import annotations
