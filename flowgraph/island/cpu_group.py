@@ -5,7 +5,7 @@ fair scheduler (EEVDF since Linux 6.6) lets a running task finish its time slice
 the CPU, and every frame's journey is a chain of such wakeups: the publisher's encoder threads, the graph's event
 loop, the viewer's network, decoder and compositor threads. Each can wait a slice behind a CV thread, whatever
 the CV's nice value: on the 2-CPU VM, workers at nice 10 put the viewers' p99 (capture → decoded in the browser)
-5–13 ms above CV off; in the idle group, 0–5 ms (``tools/bench/stream_first.py``). ``SCHED_IDLE`` on the worker's
+5–13 ms above CV off; in the idle group, 0–6 ms (``tools/bench/stream_first.py``). ``SCHED_IDLE`` on the worker's
 threads did not help either: it only ranks a task among the tasks of its own group (its session, under autogroup),
 and at the top the groups compete as equals.
 
