@@ -6,7 +6,7 @@
     what the node type declares (``Node.isolation``): ``process`` for the heavy CV types (vibrio, moriarty)
     when they run on the CPU in a worker thread, ``thread`` for everything else.
 ``process``
-    the node's own worker process, ``nice`` levels (10 when not given) below the graph's process.
+    the node's own worker process, below the graph's process: ``nice: idle`` when not given (:mod:`.cpu_group`).
 ``thread``
     the node's worker thread in the graph's process (``nice`` then lowers that thread).
 
@@ -26,9 +26,10 @@ from .remote import RemoteNode
 from .transport import BATCH_PORT
 
 ISOLATIONS = ("auto", "thread", "process")
-#: Niceness of a worker process when the node gives none, and whether it runs in the idle CPU group (``nice:
-#: idle``, :mod:`.cpu_group`): by default analytics runs on CPU time the video path does not want.
-DEFAULT_NICE = 10
+#: A worker process's priority when the node gives none: ``nice: idle`` — the idle CPU group (:mod:`.cpu_group`)
+#: and nice 19 inside it (all it gets where there is no such group): analytics runs on CPU time the video path
+#: does not want.
+DEFAULT_NICE = 19
 DEFAULT_IDLE = True
 
 

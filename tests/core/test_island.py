@@ -59,7 +59,8 @@ nodes:
     assert plan.nodes["pose"].isolation == "thread" and plan.nodes["pose"].mode == "thread"
     assert plan.nodes["src"].isolation == "thread" and plan.nodes["out"].isolation == "thread"
     assert plan.nodes["burn"].cls.island_nice == 15  # type: ignore[attr-defined]
-    assert plan.nodes["cv"].cls.island_nice == 10, "nice 10 when the graph gives none"  # type: ignore[attr-defined]
+    assert plan.nodes["cv"].cls.island_nice == 19, "nice: idle when the graph gives none"  # type: ignore[attr-defined]
+    assert plan.nodes["cv"].cls.island_idle and not plan.nodes["burn"].cls.island_idle  # type: ignore[attr-defined]
     assert set(plan.nodes["cv"].cls.inputs) == {"frames"} and set(plan.nodes["cv"].cls.outputs) == {"tracks"}
     assert "own process, nice 15" in plan.describe()
     assert plan.to_dict()["nodes"]["cv"]["isolation"] == "process"
@@ -213,7 +214,7 @@ nodes:
         threads = [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]  # a nice value is per thread on Linux
         assert all(os.getpriority(os.PRIO_PROCESS, tid) >= os.getpriority(os.PRIO_PROCESS, 0) + 10 for tid in threads)
         if cv._worker_info["group_nice"] is not None:  # the kernel groups by session: the worker's group yields too
-            assert os.getsid(pid) != os.getsid(0) and cv._worker_info["group_nice"] == 10
+            assert os.getsid(pid) != os.getsid(0) and cv._worker_info["group_nice"] == 19
         frames = collected(rt, "out")
         buffers = rt.runners["src"].node._buffers  # type: ignore[attr-defined]
         assert all(any(f.image is b for b in buffers) for f in frames), "frames come back as the graph's objects"

@@ -72,6 +72,10 @@ async def test_a_worker_runs_in_an_idle_cpu_group_that_goes_with_it() -> None:
         assert (group / "cpu.idle").read_text().strip() == "1"
         tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
         assert all(_cpu_cgroup(pid, tid).endswith(group.name) for tid in tids), "the worker, every thread of it"
+        # and what it would fall back to without the group: SCHED_IDLE threads at nice 19
+        assert all(os.sched_getscheduler(tid) == os.SCHED_IDLE for tid in tids)
+        assert all(os.getpriority(os.PRIO_PROCESS, tid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 19)
+                   for tid in tids)
         assert _cpu_cgroup(os.getpid()) != _cpu_cgroup(pid), "the graph's own process stays where it was"
         snap = rt.snapshot()
         assert snap["nodes"]["cv"]["counters"]["island"]["cpu_group"] == str(group)
