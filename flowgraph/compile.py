@@ -191,17 +191,29 @@ def _isolate(spec: GraphSpec, enabled: dict[str, NodeSpec], nodes: dict[str, Nod
                                      explicit or enabled[name].loc, "isolation: thread (or auto)"))
         elif isolation == "process":
             node.isolation, node.mode = "process", "process"
-            given = "nice" in body or "nice" in (doc.get("defaults") or {})
-            if not given:
-                node.nice, node.idle = placement.DEFAULT_NICE, placement.DEFAULT_IDLE
+            _worker_priority(node, body, doc)
             node.cpus = _worker_cpus(name, enabled[name], doc, errors)
             node.cls = placement.stand_in(node.cls, node.nice, node.max_batch, node.cpus, node.idle)
-        elif "cpus" in body and body["cpus"] not in (None, "all"):
+        elif _pins_cpus(body):
             errors.append(GraphError(f"node {name!r} ({node.node_type}) runs on a thread in the graph's process: "
                                      "cpus pins a worker process", locate(doc, ["nodes", name, "cpus"]) or body.loc,
                                      "isolation: process, or leave cpus out"))
     if errors:
         raise _bundle(errors)
+
+
+def _worker_priority(node: NodePlan, body: Any, doc: Any) -> None:
+    """A node moved out of the graph's process without a ``nice`` of its own (or a graph default) gets the
+    worker default: ``nice: idle``."""
+    from .island import placement
+
+    if "nice" not in body and "nice" not in (doc.get("defaults") or {}):
+        node.nice, node.idle = placement.DEFAULT_NICE, placement.DEFAULT_IDLE
+
+
+def _pins_cpus(body: Any) -> bool:
+    """The node's own ``cpus`` names CPUs (``all`` and no value pin nothing)."""
+    return "cpus" in body and body["cpus"] not in (None, "all")
 
 
 def _worker_cpus(name: str, node: NodeSpec, doc: Any, errors: list[GraphError]) -> tuple[int, ...] | None:
@@ -219,13 +231,13 @@ def _worker_cpus(name: str, node: NodeSpec, doc: Any, errors: list[GraphError]) 
 
 def _place_on_ray(name: str, node: NodePlan, body: Any, doc: Any, errors: list[GraphError]) -> None:
     """``placement``: the node runs in Ray actors (flowgraph.island.ray); checked before anything starts."""
-    from .island import placement, ray_plan
+    from .island import ray_plan
     from .island.ray import ray_stand_in
 
     where = ray_plan.check_placement(name, node.cls, node.mode, body, doc, dict(os.environ), errors)
     if where is None:
         return
-    if "cpus" in body and body["cpus"] not in (None, "all"):
+    if _pins_cpus(body):
         errors.append(GraphError(f"node {name!r} ({node.node_type}): Ray decides where its actors run",
                                  locate(doc, ["nodes", name, "cpus"]) or body.loc,
                                  "placement.resources (num_cpus), or leave cpus out"))
@@ -237,9 +249,7 @@ def _place_on_ray(name: str, node: NodePlan, body: Any, doc: Any, errors: list[G
         return
     node.isolation, node.mode, node.placement = "ray", "ray", where
     node.max_batch, node.batch_wait_ms = 1, 0.0
-    given = "nice" in body or "nice" in (doc.get("defaults") or {})
-    if not given:
-        node.nice, node.idle = placement.DEFAULT_NICE, placement.DEFAULT_IDLE
+    _worker_priority(node, body, doc)
     node.cls = ray_stand_in(node.cls, node.nice, node.idle, where,
                             node.on_error.policy == "restart")
 

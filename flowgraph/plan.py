@@ -128,9 +128,7 @@ class ExecutionPlan:
                 node = self.nodes[member]
                 where = f"{node.device}; {node.device_why}; on_error={node.on_error.policy}"
                 if node.isolation == "process":
-                    idle = node.cls.island_idle  # type: ignore[attr-defined]
-                    where += "; own process, idle CPU group" if idle else \
-                        f"; own process, nice {node.cls.island_nice}"  # type: ignore[attr-defined]
+                    where += "; own process, idle CPU group" if node.idle else f"; own process, nice {node.nice}"
                     where += f", CPUs {describe_cpus(node.cpus)}"
                 elif node.placement is not None:
                     where += f"; {node.placement.describe()}"

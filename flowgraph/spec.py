@@ -158,10 +158,6 @@ def _edges(node: str, port: str, raw: Any, where: Location, item_locs: list[Loca
     return edges
 
 
-def _idle(body: Any, defaults: dict[str, Any]) -> bool:
-    return bool(body.get("nice", defaults.get("nice")) == "idle")
-
-
 def build_spec(document: Any, file: str) -> GraphSpec:
     """Turn a schema-valid document into a GraphSpec (no registry knowledge yet)."""
     defaults = dict(document.get("defaults") or {})
@@ -173,6 +169,7 @@ def build_spec(document: Any, file: str) -> GraphSpec:
         for port, raw in raw_inputs.items():
             where = raw_inputs.value_locs[port] if hasattr(raw_inputs, "value_locs") else body.loc
             inputs[port] = _edges(name, port, raw, where, getattr(raw, "item_locs", None))
+        idle = body.get("nice", defaults.get("nice")) == "idle"
         nodes[name] = NodeSpec(
             name=name,
             type=body["node"],
@@ -181,8 +178,8 @@ def build_spec(document: Any, file: str) -> GraphSpec:
             device=body.get("device", defaults.get("device", "auto")),
             on_error=_error_policy(body.get("on_error", defaults.get("on_error"))),
             enabled=bool(body.get("enabled", True)),
-            nice=19 if _idle(body, defaults) else int(body.get("nice", defaults.get("nice", 0))),
-            idle=_idle(body, defaults),
+            nice=19 if idle else int(body.get("nice", defaults.get("nice", 0))),
+            idle=idle,
             isolation=body.get("isolation", defaults.get("isolation")),
             cpus=body.get("cpus", defaults.get("cpus")),
             max_batch=body.get("max_batch"),

@@ -255,7 +255,7 @@ def main(argv: list[str]) -> int:
         cpus.confine(spec.cpus)  # threads start() made on its own terms
     link.send(wire.Kind.READY, pickle.dumps({"pid": os.getpid(), "nice": os.getpriority(os.PRIO_PROCESS, 0),
                                              "group_nice": group_nice(),
-                                             "cpus": cpus.describe(sorted(cpus.available()))}))
+                                             "cpus": cpus.describe(cpus.available())}))
     try:
         worker.serve()
     finally:
